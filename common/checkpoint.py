@@ -1,0 +1,88 @@
+"""Checkpoint dicts: saved atomically, loaded with clear errors, with the RNG states for exact resumption.
+
+Layout of a project checkpoint: {"model": state_dict, "optimizer": ..., "scheduler": ..., "scaler": ...,
+"epoch": int, "rng": {...}, "args": {...}, "metrics": [...], "best": float|None, "format": "miadeepssl/1"}.
+Only tensors and plain python values are stored, so ``torch.load(weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.errors import InputError
+from common.io.atomic import save_checkpoint
+
+FORMAT = "miadeepssl/1"
+
+
+def plain(value: Any) -> Any:
+    """Make argparse values (Paths, tuples) safe for weights_only loading."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | Path, **state: Any) -> Path:
+    """Write a project checkpoint dict atomically (temp file + rename)."""
+    state.setdefault("format", FORMAT)
+    if "args" in state:
+        state["args"] = plain(state["args"])
+    return save_checkpoint(path, state)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint (project dict or plain state_dict); a missing/truncated/foreign file is an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint not found", path=path, hint="check the path, or train one first")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip errors, EOF, unpickling errors all mean the same to the user
+        raise InputError(f"cannot read the checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
+                         path=path, hint="the file is truncated, corrupt or not a PyTorch checkpoint") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"checkpoint holds a {type(obj).__name__}, not a dict of tensors", path=path,
+                         hint="save model.state_dict(), not the whole module")
+    return obj
+
+
+def model_state(ckpt: dict) -> dict:
+    """The model state_dict inside a project checkpoint, or the checkpoint itself if it is a plain state_dict."""
+    state = ckpt.get("model", ckpt) if isinstance(ckpt.get("model"), dict) else ckpt
+    state = ckpt.get("state_dict", state) if isinstance(ckpt.get("state_dict"), dict) else state
+    # DDP checkpoints saved from the wrapper carry a "module." prefix
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state

@@ -1,0 +1,51 @@
+"""The flags every script shares, so ``--data-root``, ``--out``, ``--device`` ... mean the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.runtime import DEVICE_CHOICES
+
+
+def make_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser whose description is the script's docstring and whose help shows defaults."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser,
+    script: str,
+    *,
+    datasets: tuple[str, ...] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    train: bool = True,
+) -> argparse.ArgumentParser:
+    """Add --dataset/--data-root/--out/--device/--seed/--quick and, when ``train``, --epochs/--batch-size/--lr/--resume."""
+    if datasets:
+        parser.add_argument("--dataset", default=datasets[0], choices=datasets,
+                            help="built-in phantom (offline) or a real public dataset (needs --data-root)")
+    parser.add_argument("--data-root", type=Path, default=None, help="folder of the real dataset in its published layout")
+    parser.add_argument("--out", type=Path, default=Path("runs") / script, help="where everything this run writes goes")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA, then MPS, then CPU")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--quick", action="store_true", help="small, fast settings for a CPU smoke run")
+    if train:
+        parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")
+        parser.add_argument("--batch-size", type=int, default=batch_size, help="images per batch (per process under DDP)")
+        parser.add_argument("--lr", type=float, default=lr, help="learning rate")
+        parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+        parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    return parser
+
+
+def defaults_namespace(parser: argparse.ArgumentParser, **overrides) -> argparse.Namespace:
+    """The parser's defaults with overrides: how tests and reproduce.py call ``main(args)`` without a shell."""
+    args = parser.parse_args([])
+    for key, value in overrides.items():
+        if not hasattr(args, key):
+            raise KeyError(f"unknown argument {key!r}")
+        setattr(args, key, value)
+    return args

@@ -1,0 +1,131 @@
+"""Run every registered demo on the built-in phantoms and write results/REPORT.md with tables and figures.
+
+Each demo is a standalone script run as a subprocess (``python <script> --out results/<name> ...``);
+its ``metrics.json`` and ``report.md`` are gathered into ``results/REPORT.md`` and
+``results/<name>.json`` together with the exact command and its duration. A failing demo is reported
+and the run goes on; the exit code is non-zero if any demo failed.
+
+Usage: python reproduce.py --quick            (every demo, CPU-sized, about the budget in README)
+       python reproduce.py --only NAME[,NAME]  (some demos; --list shows the names)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from common.io.atomic import atomic_path, save_json  # noqa: E402
+
+
+@dataclass
+class Demo:
+    script: str  # relative to the repository root
+    about: str
+    quick: list[str] = field(default_factory=list)  # extra flags with --quick
+    full: list[str] = field(default_factory=list)  # extra flags without it
+
+
+# Each technique adds its demos here, in the order a reader would follow them.
+DEMOS: dict[str, Demo] = {}
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU-sized settings for every demo")
+    p.add_argument("--only", default=None, help="comma-separated demo names to run (default: all)")
+    p.add_argument("--out", type=Path, default=ROOT / "results", help="where results and REPORT.md go")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--list", action="store_true", help="list the demos and exit")
+    return p.parse_args(argv)
+
+
+def _relink(markdown: str, prefix: str) -> str:
+    """Make a demo's relative links (figures) relative to REPORT.md."""
+    return re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({prefix}/{m.group(1)})", markdown)
+
+
+def run_demo(name: str, demo: Demo, args) -> dict:
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    flags = (["--quick"] + demo.quick) if args.quick else demo.full
+    cmd = [sys.executable, demo.script, "--out", str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
+           "--device", args.device, *flags]
+    shown = "python " + " ".join(shlex.quote(c) for c in cmd[1:])
+    print(f"\n=== {name}: {shown}", flush=True)
+    t0 = time.perf_counter()
+    with atomic_path(out / "log.txt") as tmp, open(tmp, "w") as log:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:  # stream so the demo's own progress bars show
+            sys.stdout.write(line)
+            log.write(line)
+        code = proc.wait()
+    seconds = time.perf_counter() - t0
+    metrics_file = out / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if code == 0 and metrics_file.exists() else None
+    report = out / "report.md"
+    summary = {"name": name, "about": demo.about, "command": shown, "status": "ok" if code == 0 else f"failed ({code})",
+               "seconds": round(seconds, 1), "metrics": metrics,
+               "report": _relink(report.read_text(), name) if code == 0 and report.exists() else None}
+    save_json(args.out / f"{name}.json", summary)
+    print(f"=== {name}: {summary['status']} in {seconds:.0f} s", flush=True)
+    return summary
+
+
+def write_report(summaries: list[dict], args, total: float) -> Path:
+    mode = "--quick" if args.quick else "full"
+    lines = ["# MIADeepSSL results", "",
+             f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({mode} mode) on "
+             f"{time.strftime('%Y-%m-%d')}; total {total / 60:.1f} min.", "",
+             "| demo | status | minutes | command |", "|---|---|---|---|"]
+    for s in summaries:
+        lines.append(f"| {s['name']} | {s['status']} | {s['seconds'] / 60:.1f} | `{s['command']}` |")
+    for s in summaries:
+        lines += ["", f"---", "", f"_{s['name']}: {s['about']}_ — `{s['command']}` ({s['seconds']:.0f} s)", ""]
+        lines.append(s["report"] or ("(no report)" if s["status"] == "ok" else f"**{s['status']}**: see {s['name']}/log.txt"))
+    path = args.out / "REPORT.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(args) -> int:
+    if args.list:
+        for name, demo in DEMOS.items():
+            print(f"{name:28s} {demo.script:45s} {demo.about}")
+        return 0
+    names = list(DEMOS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DEMOS]
+    if unknown:
+        print(f"error: unknown demo(s) {', '.join(unknown)} -- choose from {', '.join(DEMOS)}", file=sys.stderr)
+        return 2
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    summaries = []
+    for k, name in enumerate(names, 1):
+        print(f"\n[{k}/{len(names)}] {name}", flush=True)
+        summaries.append(run_demo(name, DEMOS[name], args))
+    total = time.perf_counter() - t0
+    report = write_report(summaries, args, total)
+    failed = [s["name"] for s in summaries if s["status"] != "ok"]
+    print(f"\nwrote {report} ({len(summaries) - len(failed)}/{len(summaries)} demos ok, {total / 60:.1f} min)")
+    if failed:
+        print(f"failed: {', '.join(failed)} (see their log.txt under {args.out})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args()))

@@ -1,0 +1,60 @@
+"""common.runtime (seeding, device choice), common.errors (one-line exit) and common.viz (figures written)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import InputError
+from common.runtime import choose_device, seed_everything
+
+
+def test_seeding_repeats_every_generator():
+    import random
+
+    seed_everything(3)
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert a == (random.random(), np.random.rand(), torch.rand(1).item())
+
+
+def test_device_choice():
+    assert choose_device("cpu").type == "cpu"
+    assert choose_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(InputError, match="unknown device"):
+        choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            choose_device("cuda")
+
+
+def test_cli_main_turns_input_error_into_one_line_exit_2():
+    code = ("import sys; sys.path.insert(0, '.')\n"
+            "from common.errors import cli_main, InputError\n"
+            "def main(a): raise InputError('file is corrupt', path='x.png', hint='re-export it')\n"
+            "cli_main(main, None)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: x.png: file is corrupt -- re-export it"
+
+
+def test_figures_are_written_and_closed(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from common.viz import curves, image_grid, overlay
+
+    img = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    heat = np.zeros((16, 16), np.float32)
+    heat[4:8, 4:8] = 1
+    blended = overlay(img, heat, alpha=0.5)
+    assert blended.shape == (16, 16, 3) and blended.max() <= 1
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(img, heat[:8])
+    before = len(plt.get_fignums())
+    image_grid([img, img[None]], tmp_path / "g.png", titles=["a", "b"], heatmaps=[heat, None],
+               masks=[[heat > 0], []], boxes=[[(4, 4, 8, 8)], []], colorbar=True)
+    curves([1, 2, 3], {"runs": np.ones((3, 3)), "one": [1, 2, 3]}, tmp_path / "c.png", "x", "y", "t")
+    assert (tmp_path / "g.png").stat().st_size > 1000 and (tmp_path / "c.png").exists()
+    assert len(plt.get_fignums()) == before
