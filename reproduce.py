@@ -37,7 +37,12 @@ class Demo:
 
 
 # Each technique adds its demos here, in the order a reader would follow them.
-DEMOS: dict[str, Demo] = {}
+DEMOS: dict[str, Demo] = {
+    "gallery": Demo("MedicalImages/gallery.py", "imaging modalities from files that ship with the installed "
+                    "packages, and the three built-in phantoms with their ground truth"),
+    "interpretability-train": Demo("00_Interpretability/train.py", "DenseNet normal/abnormal classifier, MURA "
+                                   "protocol, on the bone phantom"),
+}
 
 
 def get_args(argv=None):

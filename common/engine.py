@@ -128,6 +128,24 @@ def evaluate(model, dataset, step: StepFn, device, metric_fn=None, batch_size: i
     return result
 
 
+@torch.no_grad()
+def predict(model, dataset, fn: Callable, device, batch_size: int = 16, workers: int = 0, collate_fn=None,
+            desc: str = "predict") -> torch.Tensor:
+    """``fn(model, batch, device) -> tensor (B, ...)`` over the dataset in order, concatenated on the CPU."""
+    from tqdm import tqdm
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_fn)
+    was_training = model.training
+    model.eval()
+    amp = _amp_dtype(device)
+    outs = []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not is_main_process()):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            outs.append(fn(model, batch, device).detach().float().cpu())
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if value is None or math.isnan(value):
         return False

@@ -31,6 +31,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
                          hint="choose a writable --out") from None
     os.close(fd)
     tmp = Path(tmp)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would (0666 & ~umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, target)

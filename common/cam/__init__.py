@@ -1,0 +1,25 @@
+"""Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, XGrad-CAM, Eigen-CAM.
+
+One small module per method over :mod:`common.cam.base`; hooks only in :mod:`common.cam.hooks`;
+:func:`explain` computes any set of methods on several layers from one forward and one backward pass.
+Papers: Zhou et al. 2016 (https://arxiv.org/abs/1512.04150), Selvaraju et al. 2017
+(https://arxiv.org/abs/1610.02391) and those named in each module.
+"""
+
+from common.cam.base import BaseCAM, Context, WeightedCAM, linear_head, normalize_maps, resolve_targets, score_coefficients
+from common.cam.cam import CAM
+from common.cam.eigencam import EigenCAM
+from common.cam.explain import explain
+from common.cam.gradcam import GradCAM
+from common.cam.gradcampp import GradCAMPlusPlus
+from common.cam.hooks import LayerCapture, frozen
+from common.cam.layercam import LayerCAM
+from common.cam.registry import METHODS
+from common.cam.scorecam import ScoreCAM
+from common.cam.xgradcam import XGradCAM
+
+__all__ = [
+    "METHODS", "explain", "BaseCAM", "WeightedCAM", "Context", "LayerCapture", "frozen",
+    "normalize_maps", "resolve_targets", "score_coefficients", "linear_head",
+    "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LayerCAM", "XGradCAM", "EigenCAM",
+]

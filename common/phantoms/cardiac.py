@@ -1,0 +1,315 @@
+"""Procedural cardiac cine-MRI short-axis phantom shaped like ACDC, for offline weak-supervision demos.
+
+Each volume is a stack of bSSFP-like short-axis slices from the base to the apex with ACDC labels
+(0 background, 1 right-ventricle cavity, 2 left-ventricle myocardium, 3 left-ventricle cavity,
+papillary muscles included in 3). The LV is deliberately not separable by an intensity threshold:
+the RV cavity, epicardial and subcutaneous fat, the descending aorta, spinal fluid and (at the base)
+the outflow tract are as bright as LV blood, and a smooth bias field plus Rician noise tilt the
+intensities, so a segmenter has to use shape and context.
+
+ACDC: Bernard et al. 2018, "Deep learning techniques for automatic MRI cardiac multi-structures
+segmentation and diagnosis", IEEE TMI, https://doi.org/10.1109/TMI.2018.2837502 .
+The phantom exists to measure Kervadec et al. 2019, "Constrained-CNN losses for weakly supervised
+segmentation", Medical Image Analysis, https://arxiv.org/abs/1805.04628 .
+
+Usage: ``vol, lab, meta = render_cardiac_volume(0, size=128)`` or
+``CardiacPhantomSlices(n_volumes=40, size=96, seed=0)`` as a torch Dataset.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from common.errors import InputError
+from common.phantoms import _cardiac_shapes as sh
+
+LABELS = {"background": 0, "rv": 1, "myo": 2, "lv": 3}
+MIN_SLICES, MAX_SLICES = 6, 10
+U = np.random.Generator.uniform
+
+
+def _u(rng, lo, hi) -> float:
+    return float(U(rng, lo, hi))
+
+
+def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | None) -> dict:
+    """All random geometry and contrast of one volume, independent of the output resolution."""
+    drawn_d = int(rng.integers(MIN_SLICES, MAX_SLICES + 1))  # first draw: lets datasets count slices cheaply
+    drawn_phase = "ES" if rng.random() < 0.5 else "ED"
+    d = int(n_slices) if n_slices is not None else drawn_d
+    es = (phase or drawn_phase) == "ES"
+    s = {"n_slices": d, "phase": "ES" if es else "ED"}
+    # Pose of the whole scene in the image (scene units = pixels at 256 x 256).
+    s["rotation"] = _u(rng, -0.55, 0.55)
+    s["shift"] = complex(_u(rng, -14, 14), _u(rng, -14, 14))
+    s["scale"] = _u(rng, 0.92, 1.08)
+    # LV: ellipsoidal cavity, radius shrinking from base to apex; systole shrinks it and thickens the wall.
+    r_base, r_apex, wall = _u(rng, 17.5, 21.5), _u(rng, 6.5, 9.5), _u(rng, 5.0, 7.5)
+    if es:
+        r_base *= _u(rng, 0.72, 0.86)
+        r_apex = max(6.3, r_apex * _u(rng, 0.75, 0.9))
+        wall *= _u(rng, 1.3, 1.6)
+    s["r_base"], s["wall"] = r_base, wall
+    s["ell"] = float(np.sqrt(1.0 - min(r_apex / r_base, 0.95) ** 2))
+    s["heart_rot"] = _u(rng, -0.3, 0.3)
+    s["drift"] = complex(_u(rng, -6, 6), _u(rng, -6, 6))
+    s["endo_a"], s["endo_b"] = sh.random_harmonics(rng, 0.10), sh.random_harmonics(rng, 0.10)
+    s["wall_c"] = sh.random_harmonics(rng, 0.35, 3)
+    # RV crescent hugging the septum, pointing to image left-up in the heart frame.
+    s["rv_dir"] = np.pi + 0.35 + _u(rng, -0.25, 0.25)
+    s["rv_h"] = _u(rng, 20, 30) * (_u(rng, 0.55, 0.75) if es else 1.0)
+    s["rv_w"], s["rv_p"] = _u(rng, 1.4, 1.9), _u(rng, 0.5, 0.9)
+    s["rv_end"], s["rv_wall"] = _u(rng, 0.85, 1.15), _u(rng, 1.5, 2.5)
+    s["rv_c"] = sh.random_harmonics(rng, 0.15, 3)
+    s["fat_t"], s["fat_c"] = _u(rng, 2.0, 6.0), sh.random_harmonics(rng, 1.2, 3)
+    # Papillary muscles opposite the septum; labelled LV as in ACDC.
+    s["pap"] = [(s["rv_dir"] + np.pi + sgn * _u(rng, 0.6, 1.0), _u(rng, 0.5, 0.7), _u(rng, 2.5, 4.0))
+                for sgn in (-1, 1)]
+    s["pap_end"] = _u(rng, 0.55, 0.85)
+    s["lvot"] = bool(rng.random() < 0.35)  # basal slice cut through the outflow tract: open myocardial ring
+    s["lvot_dir"], s["lvot_gap"] = s["rv_dir"] + _u(rng, 0.5, 0.9), _u(rng, 0.35, 0.55)
+    # Thorax: body with subcutaneous fat and muscle, lungs, liver (lower slices), spine, aorta.
+    s["body"] = (complex(-22 + _u(rng, -5, 5), 8 + _u(rng, -4, 4)), _u(rng, 95, 112), _u(rng, 70, 84),
+                 _u(rng, -0.1, 0.1), sh.random_harmonics(rng, 0.05))
+    s["subcut"], s["muscle"] = _u(rng, 3, 9), _u(rng, 5, 10)
+    s["layer_c"] = sh.random_harmonics(rng, 0.5, 3)
+    s["lung_l"] = (complex(46 + _u(rng, -5, 5), -4 + _u(rng, -6, 6)), _u(rng, 32, 40), _u(rng, 55, 66),
+                   _u(rng, -0.3, 0.3), sh.random_harmonics(rng, 0.12))
+    s["lung_r"] = (complex(-78 + _u(rng, -5, 5), -6 + _u(rng, -6, 6)), _u(rng, 33, 40), _u(rng, 55, 66),
+                   _u(rng, -0.3, 0.3), sh.random_harmonics(rng, 0.12))
+    # Pulmonary vessels: small grey dots inside the lungs (offsets relative to each lung centre).
+    s["vessels"] = [(complex(*rng.uniform(-0.6, 0.6, 2)), _u(rng, 1.2, 2.5)) for _ in range(8)]
+    s["liver"] = (complex(-55 + _u(rng, -8, 8), 48 + _u(rng, -6, 6)), _u(rng, 45, 60), _u(rng, 35, 45),
+                  _u(rng, -0.3, 0.3), sh.random_harmonics(rng, 0.1))
+    s["liver_t0"] = _u(rng, 0.2, 0.55)
+    spine = complex(-18 + _u(rng, -5, 5), 64 + _u(rng, -4, 4))
+    s["spine"], s["spine_r"], s["canal_r"] = spine, _u(rng, 9, 12), _u(rng, 3, 4.5)
+    s["aorta"], s["aorta_r"] = complex(6 + _u(rng, -6, 6), 46 + _u(rng, -4, 4)), _u(rng, 7, 10)
+    # bSSFP-like contrast: blood and fat bright, myocardium and muscle dark, lungs black.
+    blood = _u(rng, 0.8, 1.0)
+    s["val"] = {"blood": blood, "rv_blood": blood * _u(rng, 0.9, 1.05), "aorta": blood * _u(rng, 0.85, 1.05),
+                "myo": _u(rng, 0.18, 0.32), "fat": _u(rng, 0.65, 0.95), "muscle": _u(rng, 0.2, 0.32),
+                "tissue": _u(rng, 0.2, 0.35), "lung": _u(rng, 0.02, 0.07), "liver": _u(rng, 0.4, 0.58),
+                "vessel": _u(rng, 0.3, 0.6),
+                "spine": _u(rng, 0.35, 0.55), "csf": _u(rng, 0.7, 0.95)}
+    s["gamma"] = _u(rng, 0.8, 1.25)
+    s["noise"], s["bias_amp"] = _u(rng, 0.025, 0.06), _u(rng, 0.1, 0.35)
+    s["bias_grid"], s["bias_ramp"] = rng.standard_normal((4, 4)), _u(rng, 0.0, 0.25) * np.exp(1j * _u(rng, 0, 6.3))
+    # Per-slice geometry: breath-hold misregistration, outline jitter, through-plane blur.
+    s["jitter"] = rng.normal(0, 1.0, (d, 2))
+    s["endo_j"] = [sh.random_harmonics(rng, 0.03) for _ in range(d)]
+    s["psf"] = rng.uniform(0.7, 1.2, d)
+    return s
+
+
+def _thorax(grid: np.ndarray, s: dict, k: float) -> dict:
+    """Coverage maps of the slice-independent thorax structures on the scene grid (H, W)."""
+    c, a, b, ang, coef = s["body"]
+    r, u = sh.polar(grid, c, ang)
+    r_body = sh.ellipse_radius(u, a, b) * (1.0 + sh.harmonics(u, coef))
+    layer = 1.0 + sh.harmonics(u, s["layer_c"])  # uneven fat and pectoral muscle
+    out = {"body": sh.coverage(r - r_body, k),
+           "muscle": sh.coverage(r - r_body + s["subcut"] * layer, k),
+           "inner": sh.coverage(r - r_body + (s["subcut"] + s["muscle"]) * layer, k)}
+    out["lung_l"] = sh.coverage(sh.star_distance(grid, *s["lung_l"][:2], *s["lung_l"][2:]), k) * out["inner"]
+    vessels = np.zeros(grid.shape, np.float32)
+    for j, (off, rad) in enumerate(s["vessels"]):
+        c, a, b = s["lung_l"][:3] if j % 2 else s["lung_r"][:3]
+        vessels = np.maximum(vessels, sh.coverage(sh.star_distance(grid, c + off.real * a + 1j * off.imag * b,
+                                                                   rad), k))
+    out["vessels"] = vessels
+    out["spine"] = sh.coverage(sh.star_distance(grid, s["spine"], s["spine_r"]), k)
+    canal = s["spine"] + (s["spine_r"] + s["canal_r"] + 1.5) * np.exp(1j * (np.pi / 2 + ang))
+    out["canal"] = sh.coverage(sh.star_distance(grid, canal, s["canal_r"]), k)
+    out["aorta"] = sh.coverage(sh.star_distance(grid, s["aorta"], s["aorta_r"]), k)
+    return out
+
+
+def _render_slice(grid, thorax, s, i, k):
+    """Noise-free intensity (H, W) float32 and ACDC labels (H, W) uint8 of slice i."""
+    v, d = s["val"], s["n_slices"]
+    t = i / max(d - 1, 1)  # 0 at the base, 1 at the apex
+    img = np.zeros(grid.shape, np.float32)
+    sh.paint(img, thorax["body"], v["fat"])
+    sh.paint(img, thorax["muscle"], v["muscle"])
+    sh.paint(img, thorax["inner"], v["tissue"])
+    sh.paint(img, thorax["lung_l"], v["lung"])
+    # Towards the apex the slice moves below the diaphragm: the liver grows, the right lung shrinks.
+    grow = float(np.clip((t - s["liver_t0"]) / (1 - s["liver_t0"]) * 1.3, 0, 1)) ** 0.5
+    c, a, b, ang, coef = s["lung_r"]
+    lung_r = sh.star_distance(grid, c, a * (1 - 0.45 * grow), b * (1 - 0.45 * grow), ang, coef)
+    alpha_lung_r = sh.coverage(lung_r, k) * thorax["inner"]
+    sh.paint(img, alpha_lung_r, v["lung"])
+    sh.paint(img, thorax["vessels"] * np.maximum(alpha_lung_r, thorax["lung_l"]), v["vessel"])
+    if grow > 0.05:
+        c, a, b, ang, coef = s["liver"]
+        sh.paint(img, sh.coverage(sh.star_distance(grid, c, a * grow, b * grow, ang, coef), k)
+                 * thorax["inner"], v["liver"])
+    sh.paint(img, thorax["spine"], v["spine"])
+    sh.paint(img, thorax["canal"], v["csf"])
+    sh.paint(img, thorax["aorta"], v["aorta"])
+
+    # Heart, in its own polar frame around the LV centre of this slice.
+    centre = s["drift"] * t + complex(*s["jitter"][i])
+    r, u = sh.polar(grid, centre, s["heart_rot"])
+    r_lv = s["r_base"] * np.sqrt(max(1.0 - (s["ell"] * t) ** 2, 0.0))
+    endo_c = (1 - t) * s["endo_a"] + t * s["endo_b"] + s["endo_j"][i]
+    r_endo = r_lv * (1.0 + sh.harmonics(u, endo_c))
+    r_epi = r_endo + s["wall"] * (1.0 + sh.harmonics(u, s["wall_c"]))
+    cos_rv = (u * np.complex64(np.exp(-1j * s["rv_dir"]))).real
+    w = s["rv_w"] * (1 - 0.35 * t)
+    bump = np.clip((cos_rv - np.cos(w)) / (1 - np.cos(w)), 0, 1) ** s["rv_p"]
+    h = s["rv_h"] * max(1 - t / s["rv_end"], 0.0) ** 0.6
+    r_rv = r_epi + h * bump * (1.0 + sh.harmonics(u, s["rv_c"]))
+    fat = s["fat_t"] * np.clip(0.2 + sh.harmonics(u, s["fat_c"]), 0, None)
+    sh.paint(img, sh.coverage(r - r_rv - fat, k), v["fat"])
+    sh.paint(img, sh.coverage(r - r_rv, k), v["myo"])  # thin RV free wall
+    d_rv = r - r_rv + s["rv_wall"]
+    sh.paint(img, sh.coverage(d_rv, k), v["rv_blood"])
+    labels = np.where(d_rv < 0, LABELS["rv"], LABELS["background"]).astype(np.uint8)
+
+    alpha_myo = sh.coverage(r - r_epi, k)
+    gap = np.zeros(grid.shape, bool)
+    if i == 0 and s["lvot"]:
+        off = np.arccos(np.clip((u * np.complex64(np.exp(-1j * s["lvot_dir"]))).real, -1, 1))
+        alpha_gap = np.clip(0.5 + (s["lvot_gap"] - off) * r * k, 0, 1)
+        gap = off < s["lvot_gap"]
+        sh.paint(img, sh.coverage(r - r_epi - 10.0, k) * alpha_gap, v["blood"])
+        labels[(r < r_epi + 10.0) & gap] = LABELS["background"]
+        alpha_myo = alpha_myo * (1 - alpha_gap)
+    sh.paint(img, alpha_myo, v["myo"])
+    labels[(r < r_epi) & ~gap] = LABELS["myo"]
+    alpha_lv = sh.coverage(r - r_endo, k)
+    sh.paint(img, alpha_lv, v["blood"] * (1 - 0.12 * t))  # slower apical flow is a little darker
+    labels[r < r_endo] = LABELS["lv"]
+    if t < s["pap_end"]:
+        for ang_p, rho, rad in s["pap"]:
+            dist = min(rho * r_lv, r_lv - 0.6 * rad)
+            if dist > rad:
+                pc = centre + dist * np.exp(1j * (ang_p + s["heart_rot"]))
+                sh.paint(img, sh.coverage(sh.star_distance(grid, pc, rad), k) * alpha_lv, v["myo"] * 1.15)
+    return img, labels
+
+
+def draw_n_slices(seed: int, index: int) -> int:
+    """Number of slices of volume `index`, without rendering it (the first draw of its generator)."""
+    return int(np.random.default_rng([seed, index]).integers(MIN_SLICES, MAX_SLICES + 1))
+
+
+def render_cardiac_volume(rng_or_seed, size: int = 128, n_slices: int | None = None, phase: str | None = None,
+                          noise: float = 1.0, bias: float = 1.0):
+    """Render one ACDC-like short-axis cine volume (Bernard et al. 2018): image, labels and parameters.
+
+    `rng_or_seed` is anything ``np.random.default_rng`` accepts (``[seed, index]`` in the datasets);
+    `noise` and `bias` scale the drawn Rician noise level and bias-field amplitude (0 turns them off).
+    Returns ``volume`` float32 (D, H, W) in [0, 1] (per-volume percentile normalisation as in ACDC
+    preprocessing), ``labels`` uint8 (D, H, W) with values in {0, 1, 2, 3}, and a ``meta`` dict.
+    """
+    if size < 32:
+        raise InputError(f"phantom size {size} is too small", hint="use --size 32 or more")
+    if n_slices is not None and n_slices < 2:
+        raise InputError(f"n_slices={n_slices} is too few", hint="use 2 or more slices (ACDC has 6-10)")
+    if phase not in (None, "ED", "ES"):
+        raise InputError(f"unknown cardiac phase {phase!r}", hint="use 'ED', 'ES' or leave it random")
+    rng = np.random.default_rng(rng_or_seed)
+    s = _draw_scene(rng, n_slices, phase)
+    noise_rng = np.random.default_rng(rng.integers(2**63))  # size-dependent draws live on their own stream
+    d = s["n_slices"]
+    grid = sh.pixel_grid(size, s["rotation"], s["shift"], s["scale"])
+    k = s["scale"] * size / sh.CANONICAL_FOV  # output pixels per scene unit
+    thorax = _thorax(grid, s, k)
+    # Coil sensitivity: one smooth multiplicative field for the whole stack.
+    img_axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    ramp = s["bias_ramp"].real * img_axis[None, :] + s["bias_ramp"].imag * img_axis[:, None]
+    field = sh.smooth_field(s["bias_grid"] / max(s["bias_grid"].std(), 1e-6), size)
+    bias_field = np.exp(bias * (s["bias_amp"] * field + 2 * ramp)).astype(np.float32)
+    volume = np.empty((d, size, size), np.float32)
+    labels = np.empty((d, size, size), np.uint8)
+    for i in range(d):
+        img, labels[i] = _render_slice(grid, thorax, s, i, k)
+        texture = sh.smooth_field(noise_rng.standard_normal((6, 6)), size)
+        img *= 1.0 + 0.04 * texture
+        sigma = (s["psf"][i] + 0.8 * i / max(d - 1, 1)) * size / sh.CANONICAL_FOV  # apex: more through-plane blur
+        if sigma > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), sigma)
+        volume[i] = sh.rician(img * bias_field, noise * s["noise"], noise_rng)
+    lo, hi = np.percentile(volume, [0.5, 99.5])
+    volume = np.clip((volume - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** s["gamma"]
+    pos = [i / max(d - 1, 1) for i in range(d)]
+    meta = {"n_slices": d, "phase": s["phase"], "scale": s["scale"],
+            "rotation_deg": float(np.degrees(s["rotation"])), "noise_sigma": noise * s["noise"],
+            "bias_amp": bias * s["bias_amp"], "has_lvot": int(s["lvot"]), "positions": pos,
+            "lv_area": [int((lab == LABELS["lv"]).sum()) for lab in labels],
+            "has_rv": [int((lab == LABELS["rv"]).any()) for lab in labels]}
+    assert volume.shape == labels.shape == (d, size, size)
+    return volume.astype(np.float32), labels, meta
+
+
+def _check_count(n_volumes: int, offset: int) -> None:
+    if n_volumes < 1 or offset < 0:
+        raise InputError(f"n_volumes={n_volumes}, offset={offset}: need at least one volume and offset >= 0",
+                         hint="pass --n-volumes 1 or more")
+
+
+class CardiacPhantomVolumes(Dataset):
+    """ACDC-like phantom volumes (Bernard et al. 2018): {"image": (1, D, H, W), "mask": (D, H, W), "meta"}.
+
+    Volume ``j`` is ``render_cardiac_volume([seed, offset + j])``, so disjoint ``offset`` ranges give
+    disjoint patients (split train/test by volume, never by slice). Rendered volumes are kept in memory.
+    """
+
+    def __init__(self, n_volumes: int = 20, size: int = 128, seed: int = 0, offset: int = 0,
+                 n_slices: int | None = None, phase: str | None = None, noise: float = 1.0, bias: float = 1.0,
+                 cache: bool = True):
+        _check_count(n_volumes, offset)
+        self.ids = list(range(offset, offset + n_volumes))
+        self.size, self.seed, self.cache = size, seed, cache
+        self.kwargs = {"n_slices": n_slices, "phase": phase, "noise": noise, "bias": bias}
+        self._store: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def n_slices(self, index: int) -> int:
+        """Slice count of volume `index` without rendering it."""
+        fixed = self.kwargs["n_slices"]
+        return int(fixed) if fixed is not None else draw_n_slices(self.seed, self.ids[index])
+
+    def volume(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Numpy volume (D, H, W) float32, labels (D, H, W) uint8 and full meta of volume `index`."""
+        if index in self._store:
+            return self._store[index]
+        out = render_cardiac_volume([self.seed, self.ids[index]], size=self.size, **self.kwargs)
+        if self.cache:
+            self._store[index] = out
+        return out
+
+    def __getitem__(self, index: int) -> dict:
+        vol, lab, meta = self.volume(index)
+        info = {"volume": self.ids[index], "n_slices": meta["n_slices"], "phase": meta["phase"],
+                "seed": self.seed, "has_lvot": meta["has_lvot"]}
+        return {"image": torch.from_numpy(vol[None].copy()),  # (1, D, H, W)
+                "mask": torch.from_numpy(lab.astype(np.int64)), "meta": info}  # (D, H, W)
+
+
+class CardiacPhantomSlices(Dataset):
+    """All short-axis slices of :class:`CardiacPhantomVolumes`: {"image": (1, H, W), "mask": (H, W), "meta"}."""
+
+    def __init__(self, n_volumes: int = 20, size: int = 128, seed: int = 0, offset: int = 0, **kwargs):
+        self.volumes = CardiacPhantomVolumes(n_volumes, size, seed, offset, **kwargs)
+        self.index = [(v, s) for v in range(len(self.volumes)) for s in range(self.volumes.n_slices(v))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict:
+        v, s = self.index[index]
+        vol, lab, meta = self.volumes.volume(v)
+        info = {"volume": self.volumes.ids[v], "slice": s, "n_slices": meta["n_slices"],
+                "position": float(meta["positions"][s]), "phase": meta["phase"],
+                "has_rv": meta["has_rv"][s], "lv_area": meta["lv_area"][s]}
+        return {"image": torch.from_numpy(vol[s][None].copy()),  # (1, H, W)
+                "mask": torch.from_numpy(lab[s].astype(np.int64)), "meta": info}  # (H, W)

@@ -1,0 +1,106 @@
+"""Training the DenseNet normal/abnormal classifier (MURA protocol), and the cached demo model.
+
+Used by ``00_Interpretability/train.py``, by the shortcut demo, and by ``gradcam.py`` /
+``evaluate.py`` when no ``--checkpoint`` is given (they train the small demo model on first use and
+keep it under ``.cache/models/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import checkpoint
+from common.engine import FitConfig, fit, predict
+from common.errors import InputError
+from common.models import build_densenet, load_weights, to_model_input
+from common.runtime import is_main_process, log
+from common.xray_task import (Augmented, Materialized, full_evaluation, labels_and_groups, logit_metrics,
+                              study_type_weights, weighted_bce_step)
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("MIADEEPSSL_CACHE", ROOT / ".cache")) / "models"
+
+# The demo model gradcam.py / evaluate.py use without --checkpoint: a small DenseNet (same four dense
+# blocks as DenseNet169, fewer layers) that trains on the bone phantom in a few CPU minutes.
+DEMO = dict(dataset="phantom", arch="tiny", size=128, n_train=2400, n_val=400, epochs=12, batch_size=16, lr=1e-3,
+            weights=None, confounder=0.0, val_confounder=None, seed=0, body_parts=None, workers=0)
+DEMO_VERSION = 1
+
+
+def bone_datasets(args):
+    """(train, validation) datasets for --dataset phantom|mura; validation is never augmented."""
+    if args.dataset == "phantom":
+        from common.phantoms.bone import BODY_PARTS, BoneXrayPhantom
+
+        parts = tuple(args.body_parts) if args.body_parts else tuple(BODY_PARTS)
+        val_conf = args.confounder if args.val_confounder is None else args.val_confounder
+        train = BoneXrayPhantom(n=args.n_train, size=args.size, seed=args.seed, body_parts=parts,
+                                confounder=args.confounder)
+        # a disjoint seed stream: validation images never appear in training
+        val = BoneXrayPhantom(n=args.n_val, size=args.size, seed=args.seed + 100_000, body_parts=parts,
+                              confounder=val_conf)
+        return Materialized(train), Materialized(val)
+    from common.datasets import DATASETS
+
+    if args.data_root is None:
+        raise InputError(f"--dataset {args.dataset} needs --data-root", hint="pass the folder holding MURA-v1.1/")
+    make = DATASETS[args.dataset]
+    parts = args.body_parts or None
+    return (make(args.data_root, split="train", size=args.size, body_parts=parts),
+            make(args.data_root, split="valid", size=args.size, body_parts=parts))
+
+
+def probabilities(model, dataset, device, batch_size: int = 16) -> np.ndarray:
+    def fn(m, batch, dev):
+        return torch.sigmoid(m(to_model_input(batch["image"].to(dev)))[:, 0].float())
+
+    return predict(model, dataset, fn, device, batch_size).numpy()
+
+
+def train_classifier(args, device, out: Path):
+    """Train (or resume) per the MURA protocol; returns (model with the best weights, result dict)."""
+    train, val = bone_datasets(args)
+    labels, parts, _ = labels_and_groups(train)
+    weights = study_type_weights(labels, parts)
+    log(f"training set: {len(train)} images ({int(labels.sum())} abnormal); validation: {len(val)}; "
+        f"BCE weights (w0, w1) per study type: " + ", ".join(f"{p}=({a:.2f}, {b:.2f})" for p, (a, b) in weights.items()))
+    model = build_densenet(args.arch, num_outputs=1, weights=args.weights).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=1)
+    cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
+                    workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
+    step = weighted_bce_step(weights, to_model_input)
+    fit_result = fit(model, Augmented(train), val, step, optimizer, cfg, device, scheduler=scheduler,
+                     metric_fn=logit_metrics)
+    best = checkpoint.load(out / "best.pt", map_location=device) if (out / "best.pt").exists() else None
+    if best is not None:
+        model.load_state_dict(best["model"])
+    vlabels, vparts, vstudies = labels_and_groups(val)
+    probs = probabilities(model, val, device, args.batch_size)
+    evaluation = full_evaluation(probs, vlabels, vparts, vstudies)
+    return model, {"fit": fit_result, "evaluation": evaluation, "best_epoch": best["epoch"] + 1 if best else None}
+
+
+def demo_model(device: torch.device, quiet: bool = False):
+    """The cached demo classifier; trained on first use (a few minutes on 2 CPU cores) and kept in .cache/."""
+    path = CACHE / f"bone_demo_v{DEMO_VERSION}.pt"
+    model = build_densenet(DEMO["arch"], num_outputs=1)
+    if path.exists():
+        load_weights(model, path)
+        return model.to(device).eval(), path
+    log(f"no --checkpoint given: training the demo DenseNet ({DEMO['arch']}) on the bone phantom once "
+        f"(about 3 minutes on 2 CPU cores); it is cached at {path} for later runs")
+    args = argparse.Namespace(**DEMO, resume=True, data_root=None)
+    work = CACHE / f"bone_demo_v{DEMO_VERSION}_training"  # keeps last.pt, so a killed first run resumes
+    model, result = train_classifier(args, device, work)
+    if is_main_process():
+        checkpoint.save(path, model=model.state_dict(), args=vars(args), metrics=result["evaluation"],
+                        arch=DEMO["arch"])
+    ev = result["evaluation"]["image"]
+    log(f"demo model ready: validation AUROC {ev['auroc']:.3f}, accuracy {ev['accuracy']:.3f}")
+    return model.to(device).eval(), path
