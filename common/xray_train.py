@@ -104,3 +104,29 @@ def demo_model(device: torch.device, quiet: bool = False):
     ev = result["evaluation"]["image"]
     log(f"demo model ready: validation AUROC {ev['auroc']:.3f}, accuracy {ev['accuracy']:.3f}")
     return model.to(device).eval(), path
+
+
+def load_classifier(path, device: torch.device, arch: str | None = None):
+    """A DenseNet classifier from a project checkpoint or a torchvision-style state_dict; None -> the demo model.
+
+    Returns (model in eval mode, info) where info has the arch, the input size it was trained at (when
+    the checkpoint records it) and where it came from.
+    """
+    from common.models import guess_arch, read_checkpoint
+    from common.models.densenet import ARCHS, _state_from
+
+    if path is None:
+        model, cached = demo_model(device)
+        return model, {"arch": DEMO["arch"], "size": DEMO["size"], "source": f"demo model ({cached})"}
+    obj = read_checkpoint(Path(path))
+    state = _state_from(obj, path)
+    if arch is None:
+        arch = guess_arch(state.keys())
+        if arch not in ARCHS:
+            raise InputError(f"checkpoint is {arch}", path=path, hint="pass a DenseNet checkpoint or --arch")
+    n_out = state["classifier.weight"].shape[0] if "classifier.weight" in state else 1
+    model = build_densenet(arch, num_outputs=n_out)
+    load_weights(model, state)
+    saved = obj.get("args", {}) if isinstance(obj, dict) else {}
+    size = saved.get("size") if isinstance(saved, dict) else None
+    return model.to(device).eval(), {"arch": arch, "size": size, "source": str(path), "outputs": n_out}

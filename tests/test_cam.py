@@ -7,6 +7,7 @@ once. Bilinear resizing commutes with the affine min-max step, so the two agree 
 
 import gc
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def eigen_reference(model, layer, x):
     return expected
 
 
-@pytest.mark.parametrize("num_outputs,targets", [(1, [1, 0]), (5, [3, 1])])
+@pytest.mark.parametrize("num_outputs,targets", [(1, [1, 0]), (5, [0, 3])])
 @pytest.mark.parametrize("method", sorted(REFERENCE))
 def test_matches_pytorch_grad_cam_tiny(method, num_outputs, targets):
     model = make("tiny", num_outputs)
@@ -131,8 +132,8 @@ def test_scorecam_channel_subset_matches_reference_densenet169(d169):
     channels = [3, 100, 700, 1500]
 
     class SubsetScoreCAM(pg.ScoreCAM):
-        def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth):
-            return super().get_cam_image(input_tensor, target_layer, targets, activations[:, channels], None, eigen_smooth)
+        def get_cam_image(self, input_tensor, layer, targets, activations, grads, eigen_smooth):
+            return super().get_cam_image(input_tensor, layer, targets, activations[:, channels], None, eigen_smooth)
 
     with SubsetScoreCAM(model, [model.relu]) as cam:
         ref = cam(x[:1], [BinaryTarget(1)])
@@ -215,7 +216,9 @@ def test_hooks_leave_nothing_behind():
 
     def live_tensors():
         gc.collect()
-        return sum(1 for o in gc.get_objects() if torch.is_tensor(o))
+        with warnings.catch_warnings():  # isinstance on torch's deprecated module proxies warns
+            warnings.simplefilter("ignore")
+            return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
     for _ in range(5):  # warm-up: lazy caches inside torch
         explain(model, x, methods=("cam", "gradcam", "layercam"), layers=layers)

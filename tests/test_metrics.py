@@ -72,3 +72,20 @@ def test_boxes():
     assert box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)
     assert box_iou((0, 0, 2, 2), (0, 0, 2, 2)) == 1.0 and box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
     assert box_iou(None, (0, 0, 1, 1)) == 0.0
+
+
+def test_deletion_insertion_hand_computed():
+    from common.metrics.faithfulness import deletion_insertion
+
+    # The "model" scores the mean of the left half of a 1x2x4 image; saliency ranks the left half first.
+    image = torch.ones(1, 2, 4)
+    sal = torch.tensor([[4.0, 3.0, 0.5, 0.1], [3.5, 2.5, 0.4, 0.2]])
+    score = lambda x: x[:, 0, :, :2].mean((1, 2))  # noqa: E731
+    r = deletion_insertion(score, image, sal, steps=4)
+    # 8 pixels, steps remove 0, 2, 4, 6, 8 pixels: the 4 left pixels go first -> 1, .5, 0, 0, 0
+    assert r["deletion_curve"] == pytest.approx([1, 0.5, 0, 0, 0])
+    assert r["insertion_curve"] == pytest.approx([0, 0.5, 1, 1, 1])
+    assert r["deletion_auc"] == pytest.approx((0.75 + 0.25) / 4)
+    assert r["insertion_auc"] == pytest.approx((0.25 + 0.75 + 1 + 1) / 4)
+    worst = deletion_insertion(score, image, -sal, steps=4)  # reversed ranking is less faithful
+    assert worst["deletion_auc"] > r["deletion_auc"] and worst["insertion_auc"] < r["insertion_auc"]

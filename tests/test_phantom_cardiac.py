@@ -12,6 +12,10 @@ from common.phantoms.cardiac import (LABELS, CardiacPhantomSlices, CardiacPhanto
                                      render_cardiac_volume)
 
 
+def _ventricular(values, meta):
+    return np.array([x for x, kind in zip(values, meta["kinds"]) if kind == "ventricle"])
+
+
 @pytest.fixture(scope="module")
 def volumes_256():
     return [render_cardiac_volume([3, i], size=256) for i in range(8)]
@@ -35,7 +39,9 @@ def test_shapes_dtypes_range_and_labels():
     assert vol.dtype == np.float32 and lab.dtype == np.uint8
     assert vol.min() >= 0.0 and vol.max() <= 1.0 and vol.std() > 0.1
     assert set(np.unique(lab)) <= set(LABELS.values())
-    assert (lab == LABELS["lv"]).any(axis=(1, 2)).all()  # every slice has a left ventricle
+    has_lv = (lab == LABELS["lv"]).any(axis=(1, 2))
+    np.testing.assert_array_equal(has_lv, [k == "ventricle" for k in meta["kinds"]])
+    assert meta["kinds"].count("ventricle") >= 4
     fixed = render_cardiac_volume(7, size=64, n_slices=4, phase="ES")[2]
     assert fixed["n_slices"] == 4 and fixed["phase"] == "ES"
 
@@ -46,12 +52,12 @@ def test_slice_count_is_known_without_rendering():
 
 
 def test_lv_area_in_acdc_range_and_shrinks_towards_apex(volumes_256):
-    areas = np.concatenate([np.array(m["lv_area"]) for _, _, m in volumes_256])
+    areas = np.concatenate([_ventricular(m["lv_area"], m) for _, _, m in volumes_256])
     assert areas.min() >= 80 and areas.max() <= 1900
     assert np.mean((areas >= 100) & (areas <= 1700)) >= 0.95
     for _, lab, meta in volumes_256:
-        a = np.array(meta["lv_area"])
-        np.testing.assert_array_equal(a, (lab == LABELS["lv"]).sum(axis=(1, 2)))
+        np.testing.assert_array_equal(meta["lv_area"], (lab == LABELS["lv"]).sum(axis=(1, 2)))
+        a = _ventricular(meta["lv_area"], meta)
         assert np.all(a[1:] <= a[:-1] * 1.05 + 5)  # monotone up to breath-hold jitter
         assert a[-1] < 0.6 * a[0]
 
@@ -71,17 +77,22 @@ def test_myocardium_surrounds_lv_and_separates_it_from_rv(volumes_256):
         for j, sl in enumerate(lab):
             lv = (sl == LABELS["lv"]).astype(np.uint8)
             ring = (cv2.dilate(lv, kernel) > 0) & (lv == 0)
-            frac = np.mean(sl[ring] == LABELS["myo"])
+            frac = np.mean(sl[ring] == LABELS["myo"]) if ring.any() else 0.0
+            if meta["kinds"][j] != "ventricle":
+                assert not lv.any()
+                continue
+            first = meta["kinds"].index("ventricle")
+            assert frac > (0.6 if j == first and meta["has_lvot"] else 0.95)
             fractions.append(frac)
-            assert frac > (0.6 if j == 0 and meta["has_lvot"] else 0.95)
             assert not np.any(sl[ring] == LABELS["rv"])  # septum always between the cavities
     assert np.mean(fractions) > 0.95
 
 
 def test_rv_present_at_base_and_beside_the_septum(volumes_256):
     for _, lab, meta in volumes_256:
-        assert meta["has_rv"][0] == 1 and (lab[0] == LABELS["rv"]).sum() > 150
-        lv_rv = [(lab[j] == LABELS["rv"]).sum() / (lab[j] == LABELS["lv"]).sum() for j in range(2)]
+        first = meta["kinds"].index("ventricle")
+        assert meta["has_rv"][first] == 1 and (lab[first] == LABELS["rv"]).sum() > 150
+        lv_rv = [(lab[j] == LABELS["rv"]).sum() / (lab[j] == LABELS["lv"]).sum() for j in (first, first + 1)]
         assert 0.2 < np.mean(lv_rv) < 2.5
 
 
@@ -113,6 +124,16 @@ def test_noise_and_bias_switches():
     np.testing.assert_array_equal(clean[1], noisy[1])  # same anatomy
     corner = (slice(None), slice(0, 6), slice(0, 6))  # air outside the body
     assert noisy[0][corner].std() > 5 * clean[0][corner].std()
+
+
+def test_slices_without_lv_look_like_acdc_stack_ends():
+    kinds = [render_cardiac_volume([6, i], size=32)[2]["kinds"] for i in range(40)]
+    assert 5 <= sum(k[0] == "atrial" for k in kinds) <= 28 and 2 <= sum(k[-1] == "apical_cap" for k in kinds) <= 24
+    vol, lab, meta = next(render_cardiac_volume([6, i], size=96) for i in range(40) if kinds[i][0] == "atrial")
+    assert not (lab[0] == LABELS["lv"]).any() and not (lab[0] == LABELS["myo"]).any()
+    assert (vol[0] > 0.7).sum() > 100  # the atria and aortic root are bright blood pools
+    off = render_cardiac_volume([6, 0], size=32, extra_slices=False)[2]["kinds"]
+    assert set(off) == {"ventricle"}
 
 
 def test_rician_noise_matches_closed_form():

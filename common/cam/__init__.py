@@ -6,7 +6,15 @@ Papers: Zhou et al. 2016 (https://arxiv.org/abs/1512.04150), Selvaraju et al. 20
 (https://arxiv.org/abs/1610.02391) and those named in each module.
 """
 
-from common.cam.base import BaseCAM, Context, WeightedCAM, linear_head, normalize_maps, resolve_targets, score_coefficients
+from common.cam.base import (
+    BaseCAM,
+    Context,
+    WeightedCAM,
+    linear_head,
+    normalize_maps,
+    resolve_targets,
+    score_coefficients,
+)
 from common.cam.cam import CAM
 from common.cam.eigencam import EigenCAM
 from common.cam.explain import explain

@@ -43,7 +43,8 @@ def _methods(methods: Sequence[MethodSpec] | Mapping[str, MethodSpec]) -> dict[s
     return out
 
 
-def explain(model: nn.Module, x: torch.Tensor, methods: Sequence[MethodSpec] | Mapping[str, MethodSpec] = ("cam", "gradcam"),
+def explain(model: nn.Module, x: torch.Tensor,
+            methods: Sequence[MethodSpec] | Mapping[str, MethodSpec] = ("cam", "gradcam"),
             layers: Mapping[Hashable, nn.Module] | None = None, target: Target = None, head: nn.Linear | None = None):
     """Maps of each method at each layer for a batch (Zhou 2016 / Selvaraju 2017 and variants).
 
@@ -71,13 +72,13 @@ def explain(model: nn.Module, x: torch.Tensor, methods: Sequence[MethodSpec] | M
         with LayerCapture(layers, track_grad=needs_grad) as capture:
             with torch.set_grad_enabled(needs_grad):
                 logits = model(x)
-            assert logits.ndim == 2 and logits.shape[0] == x.shape[0], f"model must return (B, K), got {tuple(logits.shape)}"
+            assert logits.ndim == 2 and logits.shape[0] == x.shape[0], f"need logits (B, K), got {tuple(logits.shape)}"
             targets = resolve_targets(logits.detach(), target)
             coef = score_coefficients(targets, logits.shape[1]).to(logits.dtype)
             # One backward for every layer; the graph is freed right after.
             grads = capture.gradients((coef * logits).sum()) if needs_grad else {}
             capture.check_unmodified()
-        acts = {name: a.detach() for name, a in capture.activations.items()}
+        acts = {name: capture.activations[name].detach() for name in layers}  # the caller's layer order
         ctx = Context(model, x.detach(), logits.detach(), targets, coef, head)
         with torch.no_grad():
             for key, method in methods.items():

@@ -75,7 +75,7 @@ class LayerCapture:
     def _make_hook(self, name: Hashable):
         def hook(module: nn.Module, inputs, output):
             if not torch.is_tensor(output):
-                raise TypeError(f"layer {name!r} returns {type(output).__name__}; CAM needs a layer returning one tensor")
+                raise TypeError(f"layer {name!r} returns {type(output).__name__}; CAM needs one output tensor")
             if name in self.activations:
                 raise RuntimeError(f"layer {name!r} ran twice in one forward pass; hook a module that runs once")
             if self.track_grad and torch.is_grad_enabled() and not output.requires_grad:

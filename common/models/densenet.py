@@ -19,9 +19,7 @@ Usage::
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +28,7 @@ import torch
 import torchvision
 from torch import nn
 
+from common import checkpoint
 from common.errors import InputError
 
 # Registry: name -> torchvision DenseNet constructor arguments (argparse choices come from its keys).
@@ -74,7 +73,7 @@ class DenseNetClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected (B, 3, H, W) input, got {tuple(x.shape)}; grayscale goes through to_model_input")
+            raise ValueError(f"expected (B, 3, H, W), got {tuple(x.shape)}; pass grayscale through to_model_input")
         f = self.relu(self.features(x))  # (B, C, H/32, W/32)
         logits = self.classifier(self.pool(f).flatten(1))  # (B, num_outputs)
         return logits
@@ -154,39 +153,19 @@ def load_weights(model: DenseNetClassifier, path_or_state: str | os.PathLike | M
     return model
 
 
-def read_checkpoint(path: Path) -> Any:
-    """torch.load on CPU; unreadable or truncated files become one-line InputErrors."""
-    if not path.is_file():
-        raise InputError("checkpoint file not found", path=path, hint="check the path")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise InputError("checkpoint is corrupt or not a PyTorch file", path=path, hint="re-save or re-download it") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError):
-        raise InputError("checkpoint is truncated or corrupt", path=path, hint="re-save or re-download it") from None
-    # Project checkpoints may carry plain Python objects (e.g. argparse args) that weights_only refuses;
-    # such files are the user's own training outputs, so a full unpickle is acceptable for them.
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        raise InputError("checkpoint is corrupt or not a PyTorch file", path=path, hint="re-save or re-download it") from None
+def read_checkpoint(path: Path) -> dict:
+    """The project's checkpoint reader (tensors and plain values only; bad files are one-line InputErrors)."""
+    return checkpoint.load(path)
 
 
 def _state_from(obj: Any, source: Any = None) -> dict[str, torch.Tensor]:
     """Pull the state dict out of a checkpoint dict; strip DDP / torch.compile prefixes; remap old keys."""
-    if isinstance(obj, Mapping):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
+    obj = checkpoint.model_state(dict(obj)) if isinstance(obj, Mapping) else obj  # "model" / "state_dict" / "module."
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         raise InputError("checkpoint holds no state dict (expected tensors, or a dict with key 'model')", path=source)
     state = {}
     for key, value in obj.items():
-        for prefix in ("module.", "_orig_mod."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+        key = key.removeprefix("_orig_mod.")  # torch.compile wrapper
         old = _OLD_KEY.match(key)
         state[old.group(1) + old.group(2) if old else key] = value
     return state
@@ -221,7 +200,8 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: An
         looks = guess_arch(state.keys())
         detail = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong_shape)} wrong-shape keys"
         if looks == arch and wrong_shape and all(k.startswith("classifier.") for k in wrong_shape):
-            hint = f"the checkpoint's head has {state['classifier.weight'].shape[0]} outputs; build the model with that many"
+            n_out = state["classifier.weight"].shape[0]
+            hint = f"the checkpoint's head has {n_out} outputs; build the model with that many"
         elif looks == arch:
             hint = "same architecture but different layers; was it saved from another model class?"
         elif looks.startswith("not "):

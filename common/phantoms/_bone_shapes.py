@@ -181,9 +181,10 @@ def sample_lesion(rng: np.random.Generator, kind: str, seg: Segment, u0: float, 
     if kind == "hardware":
         plate = rng.random() < 0.75
         n = int(rng.integers(3, 6)) if plate else int(rng.integers(1, 3))
-        return dict(kind=kind, u0=u0, plate=plate, half_len=rng.uniform(2.0, 3.5) * r,
-                    pw=rng.uniform(0.35, 0.5) * r, pv=sign() * rng.uniform(0.35, 0.75) * r,
-                    n=n, sw=max(1.5 * px, rng.uniform(0.22, 0.32) * r),
+        # proportions of a small-fragment plate on a forearm bone: plate ~ half the bone's width
+        return dict(kind=kind, u0=u0, plate=plate, half_len=rng.uniform(2.2, 3.8) * r,
+                    pw=rng.uniform(0.7, 1.0) * r, pv=rng.uniform(-0.5, 0.5) * r,
+                    n=n, sw=max(1.5 * px, rng.uniform(0.3, 0.45) * r),
                     level=rng.uniform(0.85, 1.0), tilt=rng.uniform(-0.25, 0.25) if not plate else 0.0)
     raise ValueError(f"unknown lesion type {kind!r}")
 

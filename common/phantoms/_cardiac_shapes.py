@@ -4,7 +4,8 @@ Shapes are star-shaped around a centre: a base radius (circle or ellipse) times 
 perturbation ``1 + Re(sum_k c_k e^{ik theta})``. Each shape yields an approximate signed
 distance ``r - R(theta)`` on a complex pixel grid; a one-pixel box ramp of that distance gives
 the fractional coverage of each pixel, which is how partial-volume edges are rendered
-without supersampling. Used only by :mod:`common.phantoms.cardiac`.
+without supersampling. The thorax, right-ventricle and atrial painters below work on the scene
+dict drawn by :mod:`common.phantoms.cardiac`, the only user of this module.
 """
 
 from __future__ import annotations
@@ -130,3 +131,36 @@ def paint_thorax(grid: np.ndarray, maps: dict, s: dict, t: float, k: float) -> n
     paint(img, maps["canal"], v["csf"])
     paint(img, maps["aorta"], v["aorta"])
     return img
+
+
+def crescent(r, u, r_inner, direction, width, height, power, coeffs):
+    """Outer radius of an RV-like crescent hugging a chamber of radius r_inner (all (H, W))."""
+    cos_off = (u * np.complex64(np.exp(-1j * direction))).real
+    bump = np.clip((cos_off - np.cos(width)) / (1 - np.cos(width)), 0, 1) ** power
+    return r_inner + height * bump * (1.0 + harmonics(u, coeffs))
+
+
+def paint_rv(img, r, u, r_inner, s, height, width, k) -> np.ndarray:
+    """Paint fat, RV free wall and RV cavity around r_inner; return the RV-cavity label mask (H, W)."""
+    v = s["val"]
+    r_rv = crescent(r, u, r_inner, s["rv_dir"], width, height, s["rv_p"], s["rv_c"])
+    fat = s["fat_t"] * np.clip(0.2 + harmonics(u, s["fat_c"]), 0, None)
+    paint(img, coverage(r - r_rv - fat, k), v["fat"])
+    paint(img, coverage(r - r_rv, k), v["myo"])  # thin RV free wall
+    d_rv = r - r_rv + s["rv_wall"]
+    paint(img, coverage(d_rv, k), v["rv_blood"])
+    return d_rv < 0
+
+
+def paint_atria(img, grid, centre, s, k) -> tuple[np.ndarray, np.ndarray]:
+    """Paint a cut above the mitral valve; return masks (H, W) of the RV outflow and of the atria/aortic root."""
+    v, rb, rot = s["val"], s["r_base"], np.exp(1j * s["heart_rot"])
+    r, u = polar(grid, centre + s["ao_off"] * rb * rot, s["heart_rot"])
+    rv = paint_rv(img, r, u, s["ao_r"] * rb + 2.5, s, 0.8 * s["rv_h"], 0.8 * s["rv_w"], k)
+    chambers = np.zeros(grid.shape, bool)
+    for off, ra, rc in (("la_off", "la_r", "la_c"), ("ra_off", "ra_r", "ra_c"), ("ao_off", "ao_r", None)):
+        dist = star_distance(grid, centre + s[off] * rb * rot, s[ra] * rb, None, 0.0, s[rc] if rc else None)
+        paint(img, coverage(dist - 2.0, k), v["myo"])  # thin atrial / aortic wall
+        paint(img, coverage(dist, k), v["blood"])
+        chambers |= dist < 2.0
+    return rv, chambers

@@ -28,14 +28,13 @@ from common.phantoms import _cardiac_shapes as sh
 
 LABELS = {"background": 0, "rv": 1, "myo": 2, "lv": 3}
 MIN_SLICES, MAX_SLICES = 6, 10
-U = np.random.Generator.uniform
 
 
 def _u(rng, lo, hi) -> float:
-    return float(U(rng, lo, hi))
+    return float(rng.uniform(lo, hi))
 
 
-def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | None) -> dict:
+def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | None, extra_slices: bool) -> dict:
     """All random geometry and contrast of one volume, independent of the output resolution."""
     drawn_d = int(rng.integers(MIN_SLICES, MAX_SLICES + 1))  # first draw: lets datasets count slices cheaply
     drawn_phase = "ES" if rng.random() < 0.5 else "ED"
@@ -60,7 +59,7 @@ def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | Non
     s["wall_c"] = sh.random_harmonics(rng, 0.35, 3)
     # RV crescent hugging the septum, pointing to image left-up in the heart frame.
     s["rv_dir"] = np.pi + 0.35 + _u(rng, -0.25, 0.25)
-    s["rv_h"] = _u(rng, 20, 30) * (_u(rng, 0.55, 0.75) if es else 1.0)
+    s["rv_h"] = _u(rng, 18, 27) * (_u(rng, 0.55, 0.75) if es else 1.0)
     s["rv_w"], s["rv_p"] = _u(rng, 1.4, 1.9), _u(rng, 0.5, 0.9)
     s["rv_end"], s["rv_wall"] = _u(rng, 0.85, 1.15), _u(rng, 1.5, 2.5)
     s["rv_c"] = sh.random_harmonics(rng, 0.15, 3)
@@ -69,6 +68,14 @@ def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | Non
     s["pap"] = [(s["rv_dir"] + np.pi + sgn * _u(rng, 0.6, 1.0), _u(rng, 0.5, 0.7), _u(rng, 2.5, 4.0))
                 for sgn in (-1, 1)]
     s["pap_end"] = _u(rng, 0.55, 0.85)
+    # Slices without LV, as in ACDC stacks: one above the mitral valve, one through the apical cap.
+    extra = d >= 5 and extra_slices
+    s["atrial"], s["cap"] = bool(rng.random() < 0.4) and extra, bool(rng.random() < 0.3) and extra
+    s["ao_off"], s["ao_r"] = complex(_u(rng, -4, 2), _u(rng, -6, 0)) / 20, _u(rng, 0.5, 0.62)
+    s["la_off"], s["la_r"] = complex(_u(rng, 2, 12), _u(rng, 22, 30)) / 20, _u(rng, 0.8, 1.05)
+    s["ra_off"], s["ra_r"] = complex(_u(rng, -34, -26), _u(rng, 6, 14)) / 20, _u(rng, 0.7, 0.95)
+    s["la_c"], s["ra_c"] = sh.random_harmonics(rng, 0.15), sh.random_harmonics(rng, 0.15)
+    s["cap_r"] = wall * _u(rng, 0.9, 1.3) + 2.0
     s["lvot"] = bool(rng.random() < 0.35)  # basal slice cut through the outflow tract: open myocardial ring
     s["lvot_dir"], s["lvot_gap"] = s["rv_dir"] + _u(rng, 0.5, 0.9), _u(rng, 0.35, 0.55)
     # Thorax: body with subcutaneous fat and muscle, lungs, liver (lower slices), spine, aorta.
@@ -93,8 +100,7 @@ def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | Non
     s["val"] = {"blood": blood, "rv_blood": blood * _u(rng, 0.9, 1.05), "aorta": blood * _u(rng, 0.85, 1.05),
                 "myo": _u(rng, 0.18, 0.32), "fat": _u(rng, 0.65, 0.95), "muscle": _u(rng, 0.2, 0.32),
                 "tissue": _u(rng, 0.2, 0.35), "lung": _u(rng, 0.02, 0.07), "liver": _u(rng, 0.4, 0.58),
-                "vessel": _u(rng, 0.3, 0.6),
-                "spine": _u(rng, 0.35, 0.55), "csf": _u(rng, 0.7, 0.95)}
+                "vessel": _u(rng, 0.3, 0.6), "spine": _u(rng, 0.35, 0.55), "csf": _u(rng, 0.7, 0.95)}
     s["gamma"] = _u(rng, 0.8, 1.25)
     s["noise"], s["bias_amp"] = _u(rng, 0.025, 0.06), _u(rng, 0.1, 0.35)
     s["bias_grid"], s["bias_ramp"] = rng.standard_normal((4, 4)), _u(rng, 0.0, 0.25) * np.exp(1j * _u(rng, 0, 6.3))
@@ -105,75 +111,27 @@ def _draw_scene(rng: np.random.Generator, n_slices: int | None, phase: str | Non
     return s
 
 
-def _thorax(grid: np.ndarray, s: dict, k: float) -> dict:
-    """Coverage maps of the slice-independent thorax structures on the scene grid (H, W)."""
-    c, a, b, ang, coef = s["body"]
-    r, u = sh.polar(grid, c, ang)
-    r_body = sh.ellipse_radius(u, a, b) * (1.0 + sh.harmonics(u, coef))
-    layer = 1.0 + sh.harmonics(u, s["layer_c"])  # uneven fat and pectoral muscle
-    out = {"body": sh.coverage(r - r_body, k),
-           "muscle": sh.coverage(r - r_body + s["subcut"] * layer, k),
-           "inner": sh.coverage(r - r_body + (s["subcut"] + s["muscle"]) * layer, k)}
-    out["lung_l"] = sh.coverage(sh.star_distance(grid, *s["lung_l"][:2], *s["lung_l"][2:]), k) * out["inner"]
-    vessels = np.zeros(grid.shape, np.float32)
-    for j, (off, rad) in enumerate(s["vessels"]):
-        c, a, b = s["lung_l"][:3] if j % 2 else s["lung_r"][:3]
-        vessels = np.maximum(vessels, sh.coverage(sh.star_distance(grid, c + off.real * a + 1j * off.imag * b,
-                                                                   rad), k))
-    out["vessels"] = vessels
-    out["spine"] = sh.coverage(sh.star_distance(grid, s["spine"], s["spine_r"]), k)
-    canal = s["spine"] + (s["spine_r"] + s["canal_r"] + 1.5) * np.exp(1j * (np.pi / 2 + ang))
-    out["canal"] = sh.coverage(sh.star_distance(grid, canal, s["canal_r"]), k)
-    out["aorta"] = sh.coverage(sh.star_distance(grid, s["aorta"], s["aorta_r"]), k)
-    return out
+def _slice_plan(s: dict) -> list[tuple[str, float]]:
+    """(kind, long-axis position) per slice: optional atrial slice, ventricular slices base->apex, apical cap."""
+    d, top, cap = s["n_slices"], int(s["atrial"]), int(s["cap"])
+    n_lv = d - top - cap
+    plan = [("atrial", -0.2)] * top + [("ventricle", j / max(n_lv - 1, 1)) for j in range(n_lv)]
+    return plan + [("apical_cap", 1.1)] * cap
 
 
-def _render_slice(grid, thorax, s, i, k):
-    """Noise-free intensity (H, W) float32 and ACDC labels (H, W) uint8 of slice i."""
-    v, d = s["val"], s["n_slices"]
-    t = i / max(d - 1, 1)  # 0 at the base, 1 at the apex
-    img = np.zeros(grid.shape, np.float32)
-    sh.paint(img, thorax["body"], v["fat"])
-    sh.paint(img, thorax["muscle"], v["muscle"])
-    sh.paint(img, thorax["inner"], v["tissue"])
-    sh.paint(img, thorax["lung_l"], v["lung"])
-    # Towards the apex the slice moves below the diaphragm: the liver grows, the right lung shrinks.
-    grow = float(np.clip((t - s["liver_t0"]) / (1 - s["liver_t0"]) * 1.3, 0, 1)) ** 0.5
-    c, a, b, ang, coef = s["lung_r"]
-    lung_r = sh.star_distance(grid, c, a * (1 - 0.45 * grow), b * (1 - 0.45 * grow), ang, coef)
-    alpha_lung_r = sh.coverage(lung_r, k) * thorax["inner"]
-    sh.paint(img, alpha_lung_r, v["lung"])
-    sh.paint(img, thorax["vessels"] * np.maximum(alpha_lung_r, thorax["lung_l"]), v["vessel"])
-    if grow > 0.05:
-        c, a, b, ang, coef = s["liver"]
-        sh.paint(img, sh.coverage(sh.star_distance(grid, c, a * grow, b * grow, ang, coef), k)
-                 * thorax["inner"], v["liver"])
-    sh.paint(img, thorax["spine"], v["spine"])
-    sh.paint(img, thorax["canal"], v["csf"])
-    sh.paint(img, thorax["aorta"], v["aorta"])
-
-    # Heart, in its own polar frame around the LV centre of this slice.
-    centre = s["drift"] * t + complex(*s["jitter"][i])
+def _paint_ventricles(img, labels, grid, centre, s, i, t, k) -> None:
+    """Short-axis cut through the ventricles at position t (0 base, 1 apex): RV, myocardium, LV, papillaries."""
+    v = s["val"]
     r, u = sh.polar(grid, centre, s["heart_rot"])
     r_lv = s["r_base"] * np.sqrt(max(1.0 - (s["ell"] * t) ** 2, 0.0))
     endo_c = (1 - t) * s["endo_a"] + t * s["endo_b"] + s["endo_j"][i]
     r_endo = r_lv * (1.0 + sh.harmonics(u, endo_c))
     r_epi = r_endo + s["wall"] * (1.0 + sh.harmonics(u, s["wall_c"]))
-    cos_rv = (u * np.complex64(np.exp(-1j * s["rv_dir"]))).real
-    w = s["rv_w"] * (1 - 0.35 * t)
-    bump = np.clip((cos_rv - np.cos(w)) / (1 - np.cos(w)), 0, 1) ** s["rv_p"]
-    h = s["rv_h"] * max(1 - t / s["rv_end"], 0.0) ** 0.6
-    r_rv = r_epi + h * bump * (1.0 + sh.harmonics(u, s["rv_c"]))
-    fat = s["fat_t"] * np.clip(0.2 + sh.harmonics(u, s["fat_c"]), 0, None)
-    sh.paint(img, sh.coverage(r - r_rv - fat, k), v["fat"])
-    sh.paint(img, sh.coverage(r - r_rv, k), v["myo"])  # thin RV free wall
-    d_rv = r - r_rv + s["rv_wall"]
-    sh.paint(img, sh.coverage(d_rv, k), v["rv_blood"])
-    labels = np.where(d_rv < 0, LABELS["rv"], LABELS["background"]).astype(np.uint8)
-
+    height = s["rv_h"] * max(1 - t / s["rv_end"], 0.0) ** 0.6
+    labels[sh.paint_rv(img, r, u, r_epi, s, height, s["rv_w"] * (1 - 0.35 * t), k)] = LABELS["rv"]
     alpha_myo = sh.coverage(r - r_epi, k)
     gap = np.zeros(grid.shape, bool)
-    if i == 0 and s["lvot"]:
+    if i == int(s["atrial"]) and s["lvot"]:  # basal cut through the outflow tract opens the ring
         off = np.arccos(np.clip((u * np.complex64(np.exp(-1j * s["lvot_dir"]))).real, -1, 1))
         alpha_gap = np.clip(0.5 + (s["lvot_gap"] - off) * r * k, 0, 1)
         gap = off < s["lvot_gap"]
@@ -191,6 +149,23 @@ def _render_slice(grid, thorax, s, i, k):
             if dist > rad:
                 pc = centre + dist * np.exp(1j * (ang_p + s["heart_rot"]))
                 sh.paint(img, sh.coverage(sh.star_distance(grid, pc, rad), k) * alpha_lv, v["myo"] * 1.15)
+
+
+def _render_slice(grid, maps, s, i, kind, t, k):
+    """Noise-free intensity (H, W) float32 and ACDC labels (H, W) uint8 of slice i."""
+    img = sh.paint_thorax(grid, maps, s, t, k)
+    labels = np.zeros(grid.shape, np.uint8)
+    centre = s["drift"] * t + complex(*s["jitter"][i])
+    if kind == "atrial":  # above the mitral valve ACDC labels no LV: atria, aortic root, RV outflow
+        rv, chambers = sh.paint_atria(img, grid, centre, s, k)
+        labels[rv & ~chambers] = LABELS["rv"]
+    elif kind == "ventricle":
+        _paint_ventricles(img, labels, grid, centre, s, i, t, k)
+    else:  # below the cavity: only the myocardial cap of the apex
+        dist = sh.star_distance(grid, centre, s["cap_r"], None, 0.0, s["endo_j"][i])
+        sh.paint(img, sh.coverage(dist - s["fat_t"] * 0.5, k), s["val"]["fat"])
+        sh.paint(img, sh.coverage(dist, k), s["val"]["myo"])
+        labels[dist < 0] = LABELS["myo"]
     return img, labels
 
 
@@ -200,11 +175,13 @@ def draw_n_slices(seed: int, index: int) -> int:
 
 
 def render_cardiac_volume(rng_or_seed, size: int = 128, n_slices: int | None = None, phase: str | None = None,
-                          noise: float = 1.0, bias: float = 1.0):
+                          noise: float = 1.0, bias: float = 1.0, extra_slices: bool = True):
     """Render one ACDC-like short-axis cine volume (Bernard et al. 2018): image, labels and parameters.
 
     `rng_or_seed` is anything ``np.random.default_rng`` accepts (``[seed, index]`` in the datasets);
-    `noise` and `bias` scale the drawn Rician noise level and bias-field amplitude (0 turns them off).
+    `noise` and `bias` scale the drawn Rician noise level and bias-field amplitude (0 turns them off);
+    `extra_slices` allows, as in ACDC stacks, a slice above the mitral valve and one through the apical
+    cap, neither with an LV label (``meta["kinds"]`` says which slice is which).
     Returns ``volume`` float32 (D, H, W) in [0, 1] (per-volume percentile normalisation as in ACDC
     preprocessing), ``labels`` uint8 (D, H, W) with values in {0, 1, 2, 3}, and a ``meta`` dict.
     """
@@ -215,12 +192,13 @@ def render_cardiac_volume(rng_or_seed, size: int = 128, n_slices: int | None = N
     if phase not in (None, "ED", "ES"):
         raise InputError(f"unknown cardiac phase {phase!r}", hint="use 'ED', 'ES' or leave it random")
     rng = np.random.default_rng(rng_or_seed)
-    s = _draw_scene(rng, n_slices, phase)
+    s = _draw_scene(rng, n_slices, phase, extra_slices)
     noise_rng = np.random.default_rng(rng.integers(2**63))  # size-dependent draws live on their own stream
     d = s["n_slices"]
     grid = sh.pixel_grid(size, s["rotation"], s["shift"], s["scale"])
     k = s["scale"] * size / sh.CANONICAL_FOV  # output pixels per scene unit
-    thorax = _thorax(grid, s, k)
+    maps = sh.thorax_maps(grid, s, k)
+    plan = _slice_plan(s)
     # Coil sensitivity: one smooth multiplicative field for the whole stack.
     img_axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
     ramp = s["bias_ramp"].real * img_axis[None, :] + s["bias_ramp"].imag * img_axis[:, None]
@@ -228,27 +206,29 @@ def render_cardiac_volume(rng_or_seed, size: int = 128, n_slices: int | None = N
     bias_field = np.exp(bias * (s["bias_amp"] * field + 2 * ramp)).astype(np.float32)
     volume = np.empty((d, size, size), np.float32)
     labels = np.empty((d, size, size), np.uint8)
-    for i in range(d):
-        img, labels[i] = _render_slice(grid, thorax, s, i, k)
+    for i, (kind, t) in enumerate(plan):
+        img, labels[i] = _render_slice(grid, maps, s, i, kind, t, k)
         texture = sh.smooth_field(noise_rng.standard_normal((6, 6)), size)
         img *= 1.0 + 0.04 * texture
-        sigma = (s["psf"][i] + 0.8 * i / max(d - 1, 1)) * size / sh.CANONICAL_FOV  # apex: more through-plane blur
+        sigma = (s["psf"][i] + 0.8 * min(max(t, 0), 1)) * size / sh.CANONICAL_FOV  # apex: more through-plane blur
         if sigma > 0.3:
             img = cv2.GaussianBlur(img, (0, 0), sigma)
         volume[i] = sh.rician(img * bias_field, noise * s["noise"], noise_rng)
     lo, hi = np.percentile(volume, [0.5, 99.5])
     volume = np.clip((volume - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** s["gamma"]
-    pos = [i / max(d - 1, 1) for i in range(d)]
     meta = {"n_slices": d, "phase": s["phase"], "scale": s["scale"],
             "rotation_deg": float(np.degrees(s["rotation"])), "noise_sigma": noise * s["noise"],
-            "bias_amp": bias * s["bias_amp"], "has_lvot": int(s["lvot"]), "positions": pos,
+            "bias_amp": bias * s["bias_amp"], "has_lvot": int(s["lvot"]),
+            "positions": [t for _, t in plan], "kinds": [kind for kind, _ in plan],
             "lv_area": [int((lab == LABELS["lv"]).sum()) for lab in labels],
             "has_rv": [int((lab == LABELS["rv"]).any()) for lab in labels]}
     assert volume.shape == labels.shape == (d, size, size)
     return volume.astype(np.float32), labels, meta
 
 
-def _check_count(n_volumes: int, offset: int) -> None:
+def _check_count(n_volumes: int, offset: int, size: int) -> None:
+    if size < 32:
+        raise InputError(f"phantom size {size} is too small", hint="use --size 32 or more")
     if n_volumes < 1 or offset < 0:
         raise InputError(f"n_volumes={n_volumes}, offset={offset}: need at least one volume and offset >= 0",
                          hint="pass --n-volumes 1 or more")
@@ -263,11 +243,12 @@ class CardiacPhantomVolumes(Dataset):
 
     def __init__(self, n_volumes: int = 20, size: int = 128, seed: int = 0, offset: int = 0,
                  n_slices: int | None = None, phase: str | None = None, noise: float = 1.0, bias: float = 1.0,
-                 cache: bool = True):
-        _check_count(n_volumes, offset)
+                 extra_slices: bool = True, cache: bool = True):
+        _check_count(n_volumes, offset, size)
         self.ids = list(range(offset, offset + n_volumes))
         self.size, self.seed, self.cache = size, seed, cache
-        self.kwargs = {"n_slices": n_slices, "phase": phase, "noise": noise, "bias": bias}
+        self.kwargs = {"n_slices": n_slices, "phase": phase, "noise": noise, "bias": bias,
+                       "extra_slices": extra_slices}
         self._store: dict[int, tuple] = {}
 
     def __len__(self) -> int:
@@ -296,7 +277,12 @@ class CardiacPhantomVolumes(Dataset):
 
 
 class CardiacPhantomSlices(Dataset):
-    """All short-axis slices of :class:`CardiacPhantomVolumes`: {"image": (1, H, W), "mask": (H, W), "meta"}."""
+    """All short-axis slices of :class:`CardiacPhantomVolumes`: {"image": (1, H, W), "mask": (H, W), "meta"}.
+
+    ``meta`` holds volume, slice, n_slices, position (0 base .. 1 apex of the LV cavity; -0.2 for the
+    slice above the mitral valve, 1.1 for the apical cap), kind ("atrial", "ventricle", "apical_cap"),
+    phase ("ED"/"ES"), has_rv and lv_area (pixels), so ``default_collate`` batches it.
+    """
 
     def __init__(self, n_volumes: int = 20, size: int = 128, seed: int = 0, offset: int = 0, **kwargs):
         self.volumes = CardiacPhantomVolumes(n_volumes, size, seed, offset, **kwargs)
@@ -309,7 +295,7 @@ class CardiacPhantomSlices(Dataset):
         v, s = self.index[index]
         vol, lab, meta = self.volumes.volume(v)
         info = {"volume": self.volumes.ids[v], "slice": s, "n_slices": meta["n_slices"],
-                "position": float(meta["positions"][s]), "phase": meta["phase"],
+                "position": float(meta["positions"][s]), "kind": meta["kinds"][s], "phase": meta["phase"],
                 "has_rv": meta["has_rv"][s], "lv_area": meta["lv_area"][s]}
         return {"image": torch.from_numpy(vol[s][None].copy()),  # (1, H, W)
                 "mask": torch.from_numpy(lab[s].astype(np.int64)), "meta": info}  # (H, W)

@@ -1,0 +1,229 @@
+"""Speed of common.cam against pytorch-grad-cam on DenseNet169, side by side in one run.
+
+Methods: CAM (Zhou et al. 2016, https://arxiv.org/abs/1512.04150), Grad-CAM (Selvaraju et al. 2017,
+https://arxiv.org/abs/1610.02391), Score-CAM (Wang et al. 2020, https://arxiv.org/abs/1910.01279);
+reference implementation: pytorch-grad-cam (https://github.com/jacobgil/pytorch-grad-cam).
+
+(a) per image: ours CAM + Grad-CAM on all four dense blocks (one forward, one backward) against theirs
+    Grad-CAM on one layer, and on the four layers as four calls;
+(b) Score-CAM at block 4: both libraries on the same fixed channel subset at --size, and exact (all
+    1664 channels, ~1664 forward passes per image) at the smaller --exact-size; our top-k mode there:
+    seconds/image and Pearson correlation with our exact map;
+(c) batched throughput (images/s) of ours and theirs.
+Weights are random (seeded) -- nothing can be downloaded -- and inputs are smooth synthetic blobs.
+Prints a markdown table and writes metrics.json under --out. Usage::
+
+    python benchmarks/cam_speed.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cam import ScoreCAM, explain  # noqa: E402
+from common.models import ARCHS, block_layers, build_densenet  # noqa: E402
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS))
+    p.add_argument("--size", type=int, default=320, help="input height = width")
+    p.add_argument("--images", type=int, default=3, help="images timed one by one in (a) and (b)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput test (c)")
+    p.add_argument("--subset", type=int, default=64, help="Score-CAM channels scored by both libraries in (b)")
+    p.add_argument("--top-k", type=int, nargs="+", default=[64, 256], help="our Score-CAM top-k settings")
+    p.add_argument("--exact-images", type=int, default=1, help="images for the exact Score-CAM reference of top-k")
+    p.add_argument("--exact-size", type=int, default=160, help="input size for exact Score-CAM (both) and top-k")
+    p.add_argument("--scorecam-batch", type=int, default=16, help="masked images per forward pass (both libraries)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps ratios stable on a shared CPU)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
+    p.add_argument("--out", default="runs/cam_speed", help="folder for metrics.json")
+    return p.parse_args(argv)
+
+
+class BinaryTarget:
+    """pytorch-grad-cam target for a 1-logit head (class 1 = the logit)."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def __call__(self, output):
+        return output[..., 0] if self.cls == 1 else -output[..., 0]
+
+
+def blobs(n, size, generator):
+    """Smooth synthetic images (a few Gaussian blobs + noise), ImageNet-normalised scale, (n, 3, S, S)."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    imgs = torch.zeros(n, size, size)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx, s = torch.rand(3, generator=generator) * torch.tensor([1.0, 1.0, 0.15]) + torch.tensor([0, 0, 0.05])
+            imgs[i] += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+    imgs = imgs + 0.05 * torch.randn(n, size, size, generator=generator)
+    imgs = (imgs - imgs.mean()) / imgs.std()
+    return imgs[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def per_image(fn, xs, device):
+    """Seconds per image, one image at a time, after one warm-up call."""
+    fn(xs[:1])
+    return sum(timed(lambda i=i: fn(xs[i:i + 1]), device)[0] for i in range(len(xs))) / len(xs)
+
+
+def corr(a, b):
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+
+
+def main(args):
+    import pytorch_grad_cam as pg  # benchmark-only dependency (requirements-dev.txt)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.size, args.images, args.batch_size, args.subset = 128, 2, 4, 16
+        args.top_k, args.exact_images, args.exact_size = [16, 64], 1, 96
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    print("resolved arguments:", json.dumps({**vars(args), "device": str(device)}))
+
+    model = build_densenet(args.arch, num_outputs=1).to(device).eval()
+    layers = block_layers(model)
+    gen = torch.Generator().manual_seed(args.seed)
+    xs = blobs(max(args.images, args.batch_size), args.size, gen).to(device)
+    target = 1  # the "abnormal" logit, in both libraries
+    targets = lambda x: [BinaryTarget(target)] * len(x)  # noqa: E731
+    r = {}
+
+    # (a) ---------------------------------------------------------------- gradient methods, per image
+    def theirs_gradcam(x, which):
+        out = []
+        for layer in which:
+            with pg.GradCAM(model, [layer]) as cam:
+                out.append(cam(x, targets(x)))
+        return out
+
+    img = xs[: args.images]
+    r["ours_cam_gradcam_4blocks_s"] = per_image(
+        lambda x: explain(model, x, methods=("cam", "gradcam"), layers=layers, target=target), img, device)
+    r["theirs_gradcam_1layer_s"] = per_image(lambda x: theirs_gradcam(x, [model.relu]), img, device)
+    r["theirs_gradcam_4calls_s"] = per_image(lambda x: theirs_gradcam(x, list(layers.values())), img, device)
+    model.zero_grad(set_to_none=True)  # theirs leave parameter gradients behind
+
+    # (b) ---------------------------------------------------------------- Score-CAM, block 4
+    C = model.num_features
+    subset = np.linspace(0, C - 1, args.subset).round().astype(int).tolist()
+
+    class SubsetScoreCAM(pg.ScoreCAM):
+        def get_cam_image(self, input_tensor, layer, targets_, activations, grads, eigen_smooth):
+            return super().get_cam_image(input_tensor, layer, targets_, activations[:, subset], None, eigen_smooth)
+
+    def theirs_score(x):
+        with SubsetScoreCAM(model, [model.relu]) as cam:
+            cam.batch_size = args.scorecam_batch
+            return cam(x, targets(x))
+
+    ours_subset = ScoreCAM(channels=subset, batch_size=args.scorecam_batch)
+    r["scorecam_channels_scored"] = len(subset)
+    r["ours_scorecam_subset_s"] = per_image(lambda x: ours_subset(model, x, model.relu, target=target), img, device)
+    r["theirs_scorecam_subset_s"] = per_image(theirs_score, img, device)
+    model.zero_grad(set_to_none=True)
+
+    # Exact Score-CAM (every channel) in both libraries, at a size where ~1664 forward passes stay affordable.
+    exact_size = args.exact_size or args.size
+    ex = blobs(args.exact_images, exact_size, gen).to(device)
+    t_exact, (_, exact) = timed(lambda: explain(model, ex, methods={"exact": ScoreCAM(batch_size=args.scorecam_batch)},
+                                                layers={4: model.relu}, target=target), device)
+    exact = exact["exact"][4]
+
+    def theirs_exact():
+        with pg.ScoreCAM(model, [model.relu]) as cam:
+            cam.batch_size = args.scorecam_batch
+            return cam(ex, targets(ex))
+
+    t_theirs_exact, ref = timed(theirs_exact, device)
+    model.zero_grad(set_to_none=True)
+    r["exact_size"] = exact_size
+    r["ours_scorecam_exact_s"] = t_exact / len(ex)
+    r["theirs_scorecam_exact_s"] = t_theirs_exact / len(ex)
+    r["scorecam_exact_max_abs_diff"] = float(np.abs(exact.cpu().numpy() - ref).max())
+    for k in args.top_k:
+        for rank_by in ("activation", "gradient"):
+            method = ScoreCAM(top_k=k, rank_by=rank_by, batch_size=args.scorecam_batch)
+            key = f"topk{k}_{rank_by}"
+            t_k, approx = timed(lambda: method(model, ex, model.relu, target=target), device)
+            r[f"{key}_s"] = t_k / len(ex)
+            r[f"{key}_corr_exact"] = float(np.mean([corr(a.cpu(), b.cpu()) for a, b in zip(approx, exact)]))
+
+    # (c) ---------------------------------------------------------------- batched throughput
+    xb = xs[: args.batch_size]
+    explain(model, xb, methods=("cam", "gradcam"), layers=layers, target=target)
+    t_ours, _ = timed(lambda: explain(model, xb, methods=("cam", "gradcam"), layers=layers, target=target), device)
+    t_theirs, _ = timed(lambda: theirs_gradcam(xb, [model.relu]), device)
+    model.zero_grad(set_to_none=True)
+    r["ours_batched_img_per_s"] = len(xb) / t_ours
+    r["theirs_batched_1layer_img_per_s"] = len(xb) / t_theirs
+    r["ours_unbatched_img_per_s"] = 1.0 / r["ours_cam_gradcam_4blocks_s"]
+
+    report(r, args, C)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {"args": {**vars(args), "device": str(device)}, "results": r}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {out / 'metrics.json'}")
+    return r
+
+
+def report(r, args, C):
+    a = r["ours_cam_gradcam_4blocks_s"]
+    rows = [
+        ("(a) ours CAM+Grad-CAM 4 blocks vs theirs Grad-CAM 1 layer", a, r["theirs_gradcam_1layer_s"], "<= 0.9x time"),
+        ("(a) ours CAM+Grad-CAM 4 blocks vs theirs Grad-CAM 4 calls", a, r["theirs_gradcam_4calls_s"], ">= 4x faster"),
+        (f"(b) Score-CAM, {r['scorecam_channels_scored']} channels, both", r["ours_scorecam_subset_s"],
+         r["theirs_scorecam_subset_s"], ">= 1.5x faster"),
+        (f"(b) Score-CAM exact, all {C} channels, at {r['exact_size']} px", r["ours_scorecam_exact_s"],
+         r["theirs_scorecam_exact_s"], ">= 1.5x faster"),
+    ]
+    print(f"\n{args.arch} {args.size}x{args.size}, device {args.device}, {args.threads} thread(s); seconds per image\n")
+    print("| comparison | ours s/img | theirs s/img | ours/theirs time | speed-up | goal |")
+    print("|---|---|---|---|---|---|")
+    for name, ours, theirs, goal in rows:
+        print(f"| {name} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f}x | {theirs / ours:.2f}x | {goal} |")
+    print(f"\nScore-CAM exact, ours vs theirs: max |difference| of the maps = {r['scorecam_exact_max_abs_diff']:.1e}\n")
+    print(f"| our Score-CAM top-k ({r['exact_size']} px) | s/img | speed-up vs our exact | Pearson r with exact |")
+    print("|---|---|---|---|")
+    for k in args.top_k:
+        for rank_by in ("activation", "gradient"):
+            key = f"topk{k}_{rank_by}"
+            print(f"| k={k}, by {rank_by} | {r[key + '_s']:.3f} | {r['ours_scorecam_exact_s'] / r[key + '_s']:.1f}x "
+                  f"| {r[key + '_corr_exact']:.3f} |")
+    print("\n| throughput (CAM+Grad-CAM) | images/s |\n|---|---|")
+    print(f"| ours, batch {args.batch_size}, 4 blocks | {r['ours_batched_img_per_s']:.2f} |")
+    print(f"| ours, one image at a time, 4 blocks | {r['ours_unbatched_img_per_s']:.2f} |")
+    print(f"| theirs Grad-CAM, batch {args.batch_size}, 1 layer | {r['theirs_batched_1layer_img_per_s']:.2f} |\n")
+
+
+if __name__ == "__main__":
+    main(get_args())

@@ -1,0 +1,92 @@
+"""Score explanation maps against ground-truth lesion masks, batch by batch over a dataset.
+
+Localisation: pointing game (Zhang et al. 2016, https://arxiv.org/abs/1608.00507) with a tolerance,
+energy-based pointing game (Wang et al. 2020, https://arxiv.org/abs/1910.01279), IoU of the map
+thresholded at a fraction of its maximum; faithfulness: deletion / insertion AUC (Petsiuk et al. 2018,
+https://arxiv.org/abs/1806.07421). Used by 00_Interpretability/evaluate.py and the shortcut demo.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from common.cam import explain
+from common.metrics import energy_pointing_game, iou, pointing_game
+from common.metrics.faithfulness import deletion_insertion
+from common.models import to_model_input
+
+
+def region_masks(batch: dict, region: str) -> np.ndarray:
+    """(B, H, W) bool masks of the region to score against: the lesion, or the L/R marker's box."""
+    if region == "lesion":
+        return batch["mask"].numpy().astype(bool)
+    meta = batch["meta"]
+    b, h, w = batch["mask"].shape
+    out = np.zeros((b, h, w), bool)
+    for i in range(b):
+        x0, y0, x1, y1 = (int(meta[k][i]) for k in ("marker_x0", "marker_y0", "marker_x1", "marker_y1"))
+        out[i, max(y0, 0):y1, max(x0, 0):x1] = True
+    return out
+
+
+def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, target: int | None = 1,
+                  tolerance: int = 8, threshold: float = 0.5, regions=("lesion",), faithfulness: int = 0,
+                  steps: int = 16, batch_size: int = 16, keep: int = 4) -> dict:
+    """Per method and layer: mean scores over the dataset (and up to ``keep`` maps for figures).
+
+    faithfulness: number of images (from the start) that also get deletion/insertion AUCs.
+    Returns {"rows": [...], "examples": {...}, "probs": (N,)}.
+    """
+    scores: dict = defaultdict(lambda: defaultdict(list))
+    examples = {"images": [], "masks": [], "maps": defaultdict(list)}
+    probs, seen = [], 0
+
+    def score_fn(x):  # (N, 1, H, W) -> (N,) probability of the target class
+        with torch.no_grad():
+            p = torch.sigmoid(model(to_model_input(x.to(device)))[:, 0])
+        return p if target != 0 else 1 - p
+
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = batch["image"].to(device)  # (B, 1, H, W)
+        logits, maps = explain(model, to_model_input(x), methods, layers, target=target)
+        probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy())
+        masks = {r: region_masks(batch, r) for r in regions}
+        for m in maps:
+            for k, block_maps in maps[m].items():
+                bm = block_maps.cpu().numpy()  # (B, H, W)
+                for i in range(len(bm)):
+                    for r, rm in masks.items():
+                        if not rm[i].any():
+                            continue
+                        key = (m, k, r)
+                        scores[key]["pointing_game"].append(pointing_game(bm[i], rm[i], tolerance))
+                        scores[key]["energy_pg"].append(energy_pointing_game(bm[i], rm[i]))
+                        scores[key]["iou"].append(iou(bm[i] >= threshold, rm[i]))
+                    if seen + i < faithfulness:
+                        f = deletion_insertion(score_fn, x[i].cpu(), block_maps[i].cpu(), steps=steps)
+                        scores[(m, k, "faithfulness")]["deletion_auc"].append(f["deletion_auc"])
+                        scores[(m, k, "faithfulness")]["insertion_auc"].append(f["insertion_auc"])
+                    if seen + i < keep:
+                        examples["maps"][(m, k)].append(bm[i])
+        for i in range(len(x)):
+            if seen + i < keep:
+                examples["images"].append(batch["image"][i, 0].numpy())
+                examples["masks"].append([masks[r][i] for r in regions])
+        seen += len(x)
+    rows = []
+    for (m, k, r), vals in scores.items():
+        if r == "faithfulness":
+            continue
+        row = {"method": m, "block": k, "region": r, "n": len(vals["pointing_game"])}
+        row.update({name: float(np.mean(v)) for name, v in vals.items()})
+        f = scores.get((m, k, "faithfulness"))
+        if f:
+            row.update({name: float(np.mean(v)) for name, v in f.items()})
+        rows.append(row)
+    rows.sort(key=lambda r: (r["region"], list(methods).index(r["method"]), -r["block"]))
+    return {"rows": rows, "examples": examples, "probs": np.concatenate(probs) if probs else np.empty(0)}

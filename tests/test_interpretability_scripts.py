@@ -1,0 +1,102 @@
+"""00_Interpretability scripts end to end on tiny inputs: train -> gradcam -> evaluate, and bad input."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "00_Interpretability"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"interp_{name}", FOLDER / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    train = load("train")
+    args = train.get_args(["--quick", "--n-train", "24", "--n-val", "8", "--size", "64", "--epochs", "1",
+                           "--batch-size", "8", "--out", str(out), "--device", "cpu"])
+    result = train.main(args)
+    assert {"image", "study", "per_body_part"} <= set(result)
+    assert (out / "best.pt").exists() and (out / "report.md").exists() and (out / "loss.png").exists()
+    return out / "best.pt"
+
+
+def test_gradcam_writes_overlays_panels_and_maps(tiny_checkpoint, tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 70)) * 255).astype(np.uint8)).save(tmp_path / "wide.png")  # non-square
+    Image.fromarray((rng.random((50, 30)) * 65535).astype(np.uint16)).save(tmp_path / "tall16.png")
+    gradcam = load("gradcam")
+    out = tmp_path / "out"
+    args = gradcam.get_args(["--img", str(tmp_path / "*.png"), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                             "--method", "cam,gradcam,gradcampp", "--save-maps", "--device", "cpu"])
+    result = gradcam.main(args)
+    assert result["size"] == 64 and len(result["images"]) == 2
+    for stem, shape in (("wide", (40, 70)), ("tall16", (50, 30))):
+        assert (out / f"{stem}_panel.png").exists()
+        for k in (1, 2, 3, 4):
+            overlay = np.asarray(Image.open(out / f"{stem}_gradcam_block{k}.png"))
+            assert overlay.shape[:2] == shape  # mapped back onto the original, unpadded image
+        assert (out / f"{stem}_cam_block4.png").exists() and not (out / f"{stem}_cam_block1.png").exists()
+        maps = np.load(out / f"{stem}_maps.npz")
+        assert maps["gradcam_block2"].shape == (64, 64) and 0 <= maps["gradcam_block2"].min()
+    # CAM and Grad-CAM coincide at block 4 (the features the head pools)
+    np.testing.assert_allclose(maps["cam_block4"], maps["gradcam_block4"], atol=1e-4)
+
+
+def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
+    evaluate = load("evaluate")
+    args = evaluate.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--n", "6",
+                              "--faithfulness", "2", "--method", "cam,gradcam,scorecam", "--scorecam-topk", "4",
+                              "--device", "cpu"])
+    result = evaluate.main(args)
+    got = {(r["method"], r["block"]) for r in result["rows"]}
+    assert got == {("cam", 4)} | {(m, k) for m in ("gradcam", "scorecam") for k in (1, 2, 3, 4)}
+    for r in result["rows"]:
+        assert 0 <= r["pointing_game"] <= 1 and 0 <= r["energy_pg"] <= 1 and r["n"] == 6
+        assert 0 <= r["deletion_auc"] <= 1 and 0 <= r["insertion_auc"] <= 1
+    assert (tmp_path / "examples.png").exists() and (tmp_path / "metrics.json").exists()
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(FOLDER / "gradcam.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "x.gif").write_bytes(b"GIF89a")
+    (tmp_path / "cut.pt").write_bytes(tiny_checkpoint.read_bytes()[:1000])
+    from common.models import build_densenet
+
+    torch.save(build_densenet("densenet121").state_dict(), tmp_path / "d121.pt")
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
+    cases = [
+        (["--img", tmp_path / "missing.png"], "no such file"),
+        (["--img", tmp_path / "empty"], "folder holds no image files"),
+        (["--img", tmp_path / "bad.png"], "bad.png"),
+        (["--img", tmp_path / "x.gif"], "unsupported file extension"),
+        (["--img", good, "--checkpoint", tmp_path / "cut.pt"], "truncated or corrupt"),
+        (["--img", good, "--checkpoint", tmp_path / "d121.pt", "--arch", "densenet169"], "looks like densenet121"),
+        (["--img", good, "--checkpoint", tiny_checkpoint, "--method", "magic"], "unknown --method magic"),
+    ]
+    for extra, expected in cases:
+        out = tmp_path / "out"
+        r = run_script(*extra, "--out", out, "--device", "cpu")
+        assert r.returncode == 2, (extra, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (extra, r.stderr)
+        assert not out.exists() or not any(out.iterdir()), "an output was written before the error"
