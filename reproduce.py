@@ -42,6 +42,14 @@ DEMOS: dict[str, Demo] = {
                     "packages, and the three built-in phantoms with their ground truth"),
     "interpretability-train": Demo("00_Interpretability/train.py", "DenseNet normal/abnormal classifier, MURA "
                                    "protocol, on the bone phantom"),
+    "interpretability-gradcam": Demo("00_Interpretability/gradcam.py", "CAM and Grad-CAM on the four dense blocks "
+                                     "of the demo model (trained on first use)"),
+    "interpretability-evaluate": Demo("00_Interpretability/evaluate.py", "explanations scored against the true "
+                                      "lesion masks: pointing game, IoU, deletion/insertion"),
+    "interpretability-shortcut": Demo("00_Interpretability/shortcut.py", "a classifier that learns the L/R marker "
+                                      "instead of the lesion, exposed by CAM"),
+    "wsol-localize": Demo("01_WeaklySupervised/localize.py", "lesion boxes from CAM thresholds, scored against "
+                          "the true lesions"),
 }
 
 

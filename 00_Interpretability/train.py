@@ -18,6 +18,7 @@ from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import ARCHS  # noqa: E402
+from common.models.densenet import CAM_STRIDES  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
 from common.viz import curves  # noqa: E402
@@ -32,6 +33,8 @@ def get_args(argv=None):
     p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS), help="DenseNet variant ('tiny' for CPU demos)")
     p.add_argument("--weights", default=None,
                    help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
+    p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,
+                   help="32 = torchvision's DenseNet; 16 / 8 drop the last transition pools for finer CAMs")
     p.add_argument("--size", type=int, default=320, help="input side in pixels (MURA: 320)")
     p.add_argument("--n-train", type=int, default=4000, help="phantom training images")
     p.add_argument("--n-val", type=int, default=800, help="phantom validation images")
@@ -41,7 +44,7 @@ def get_args(argv=None):
     p.add_argument("--val-confounder", type=float, default=None, help="confounder of the validation set (default: same)")
     args = p.parse_args(argv)
     if args.quick:  # the demo model's settings: a small DenseNet on 128-px phantoms, minutes on a CPU
-        for key in ("arch", "size", "n_train", "n_val", "batch_size", "lr"):
+        for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr"):
             if f"--{key.replace('_', '-')}" not in (argv if argv is not None else sys.argv):
                 setattr(args, key, DEMO[key])
         args.epochs = args.epochs or 6

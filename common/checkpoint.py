@@ -70,8 +70,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip errors, EOF, unpickling errors all mean the same to the user
-        raise InputError(f"cannot read the checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
-                         path=path, hint="the file is truncated, corrupt or not a PyTorch checkpoint") from None
+        raise InputError(f"checkpoint is truncated or corrupt, or not a PyTorch file ({type(exc).__name__})",
+                         path=path, hint="re-save or re-download it") from None
     if not isinstance(obj, dict):
         raise InputError(f"checkpoint holds a {type(obj).__name__}, not a dict of tensors", path=path,
                          hint="save model.state_dict(), not the whole module")

@@ -27,7 +27,7 @@ CACHE = Path(os.environ.get("MIADEEPSSL_CACHE", ROOT / ".cache")) / "models"
 
 # The demo model gradcam.py / evaluate.py use without --checkpoint: a small DenseNet (same four dense
 # blocks as DenseNet169, fewer layers) that trains on the bone phantom in a few CPU minutes.
-DEMO = dict(dataset="phantom", arch="tiny", size=128, n_train=2400, n_val=400, epochs=12, batch_size=16, lr=1e-3,
+DEMO = dict(dataset="phantom", arch="tiny", cam_stride=8, size=128, n_train=2400, n_val=400, epochs=12, batch_size=16, lr=1e-3,
             weights=None, confounder=0.0, val_confounder=None, seed=0, body_parts=None, workers=0)
 DEMO_VERSION = 1
 
@@ -62,6 +62,25 @@ def probabilities(model, dataset, device, batch_size: int = 16) -> np.ndarray:
     return predict(model, dataset, fn, device, batch_size).numpy()
 
 
+SCHEDULES = ("plateau", "onecycle")
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int):
+    """Learning-rate schedule, stepped once per epoch by the engine.
+
+    "plateau": MURA's protocol (Rajpurkar et al. 2017), lr / 10 when the validation loss stops falling.
+    "onecycle": Smith & Topin, "Super-Convergence", 2017 (https://arxiv.org/abs/1708.07120) -- warm-up
+    to ``lr`` then annealing to ~0; a short from-scratch run (the demo model) needs far fewer epochs with it.
+    """
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=1)
+    if name == "onecycle":
+        lr = optimizer.param_groups[0]["lr"]
+        # one step per epoch; the engine steps exactly `epochs` times, which OneCycleLR allows
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(epochs, 2), pct_start=0.25)
+    raise InputError(f"unknown lr schedule {name!r}", hint=f"choose one of {SCHEDULES}")
+
+
 def train_classifier(args, device, out: Path):
     """Train (or resume) per the MURA protocol; returns (model with the best weights, result dict)."""
     train, val = bone_datasets(args)
@@ -69,9 +88,9 @@ def train_classifier(args, device, out: Path):
     weights = study_type_weights(labels, parts)
     log(f"training set: {len(train)} images ({int(labels.sum())} abnormal); validation: {len(val)}; "
         f"BCE weights (w0, w1) per study type: " + ", ".join(f"{p}=({a:.2f}, {b:.2f})" for p, (a, b) in weights.items()))
-    model = build_densenet(args.arch, num_outputs=1, weights=args.weights).to(device)
+    model = build_densenet(args.arch, num_outputs=1, weights=args.weights, cam_stride=args.cam_stride).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=1)
+    scheduler = make_scheduler(getattr(args, "schedule", "plateau"), optimizer, args.epochs)
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
     step = weighted_bce_step(weights, to_model_input)
@@ -89,7 +108,7 @@ def train_classifier(args, device, out: Path):
 def demo_model(device: torch.device, quiet: bool = False):
     """The cached demo classifier; trained on first use (a few minutes on 2 CPU cores) and kept in .cache/."""
     path = CACHE / f"bone_demo_v{DEMO_VERSION}.pt"
-    model = build_densenet(DEMO["arch"], num_outputs=1)
+    model = build_densenet(DEMO["arch"], num_outputs=1, cam_stride=DEMO["cam_stride"])
     if path.exists():
         load_weights(model, path)
         return model.to(device).eval(), path
@@ -125,8 +144,10 @@ def load_classifier(path, device: torch.device, arch: str | None = None):
         if arch not in ARCHS:
             raise InputError(f"checkpoint is {arch}", path=path, hint="pass a DenseNet checkpoint or --arch")
     n_out = state["classifier.weight"].shape[0] if "classifier.weight" in state else 1
-    model = build_densenet(arch, num_outputs=n_out)
-    load_weights(model, state)
     saved = obj.get("args", {}) if isinstance(obj, dict) else {}
-    size = saved.get("size") if isinstance(saved, dict) else None
-    return model.to(device).eval(), {"arch": arch, "size": size, "source": str(path), "outputs": n_out}
+    saved = saved if isinstance(saved, dict) else {}
+    stride = int(saved.get("cam_stride") or 32)  # not visible in the weights: pools have no parameters
+    model = build_densenet(arch, num_outputs=n_out, cam_stride=stride)
+    load_weights(model, state)
+    return model.to(device).eval(), {"arch": arch, "size": saved.get("size"), "cam_stride": stride,
+                                     "source": str(path), "outputs": n_out}

@@ -8,3 +8,21 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A DenseNet ('tiny') trained for one epoch on 24 phantom images at 64 px by 00_Interpretability/train.py."""
+    from tests.helpers.scripts import load_script
+
+    out = tmp_path_factory.mktemp("train")
+    train = load_script("00_Interpretability", "train")
+    args = train.get_args(["--quick", "--n-train", "24", "--n-val", "8", "--size", "64", "--epochs", "1",
+                           "--batch-size", "8", "--out", str(out), "--device", "cpu"])
+    result = train.main(args)
+    assert {"image", "study", "per_body_part"} <= set(result)
+    assert (out / "best.pt").exists() and (out / "report.md").exists() and (out / "loss.png").exists()
+    return out / "best.pt"

@@ -1,6 +1,5 @@
 """00_Interpretability scripts end to end on tiny inputs: train -> gradcam -> evaluate, and bad input."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,27 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.scripts import ROOT, load_script
+
 FOLDER = ROOT / "00_Interpretability"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(f"interp_{name}", FOLDER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train")
-    train = load("train")
-    args = train.get_args(["--quick", "--n-train", "24", "--n-val", "8", "--size", "64", "--epochs", "1",
-                           "--batch-size", "8", "--out", str(out), "--device", "cpu"])
-    result = train.main(args)
-    assert {"image", "study", "per_body_part"} <= set(result)
-    assert (out / "best.pt").exists() and (out / "report.md").exists() and (out / "loss.png").exists()
-    return out / "best.pt"
+    return load_script("00_Interpretability", name)
 
 
 def test_gradcam_writes_overlays_panels_and_maps(tiny_checkpoint, tmp_path):
@@ -100,3 +85,16 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (extra, r.stderr)
         assert not out.exists() or not any(out.iterdir()), "an output was written before the error"
+
+
+def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, monkeypatch):
+    from common.xray_train import load_classifier
+
+    shortcut = load("shortcut")
+    monkeypatch.setattr(shortcut, "demo_model", lambda device: (load_classifier(tiny_checkpoint, device)[0], "tiny"))
+    args = shortcut.get_args(["--quick", "--n-train", "16", "--epochs", "1", "--n-test", "8", "--out", str(tmp_path),
+                              "--device", "cpu"])
+    result = shortcut.main(args)
+    assert len(result["accuracy"]) == 4  # two models x two test conditions
+    regions = {(r["model"], r["method"], r["region"]) for r in result["cam"]}
+    assert len(regions) == 8 and (tmp_path / "shortcut_cam.png").exists()

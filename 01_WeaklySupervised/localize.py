@@ -1,0 +1,125 @@
+"""Weakly supervised lesion localization from class activation maps: threshold, components, boxes.
+
+Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016
+(https://arxiv.org/abs/1512.04150): a classifier trained with image labels only (normal / abnormal)
+localizes what it found by thresholding its CAM at a fraction of the maximum and boxing the largest
+connected component. Scored against the bone phantom's true lesion masks: box IoU, the share of images
+with box IoU >= 0.5 (the usual "correct localization"), and pixel IoU, per method, block and threshold.
+
+Usage: python 01_WeaklySupervised/localize.py --quick                       (the demo model)
+       python 01_WeaklySupervised/localize.py --checkpoint runs/train/best.pt --thresholds 0.2,0.3,0.5,otsu
+"""
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from common.cam import explain  # noqa: E402
+from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
+from common.cli import add_common_args, make_parser  # noqa: E402
+from common.errors import InputError, cli_main  # noqa: E402
+from common.io import save_json  # noqa: E402
+from common.metrics import box_iou, iou, mask_to_box  # noqa: E402
+from common.models import block_layers, to_model_input  # noqa: E402
+from common.phantoms import BoneXrayPhantom  # noqa: E402
+from common.report import markdown_table, write_report  # noqa: E402
+from common.runtime import setup_run  # noqa: E402
+from common.viz import image_grid  # noqa: E402
+from common.wsol import localize  # noqa: E402
+from common.xray_train import load_classifier  # noqa: E402
+
+
+def get_args(argv=None):
+    p = make_parser(__doc__)
+    add_common_args(p, "localize", train=False)
+    p.add_argument("--checkpoint", type=Path, default=None, help="classifier checkpoint (default: the demo model)")
+    p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
+    add_cam_args(p, methods="cam,gradcam", layers="4,3")
+    p.add_argument("--thresholds", default="0.2,0.35,0.5,otsu", help="fractions of the map maximum, and/or 'otsu'")
+    p.add_argument("--n", type=int, default=300, help="abnormal phantom images to localize")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n = min(args.n, 100)
+    return args
+
+
+def parse_thresholds(text: str) -> list:
+    out = []
+    for t in (x.strip() for x in text.split(",") if x.strip()):
+        if t == "otsu":
+            out.append(t)
+            continue
+        try:
+            value = float(t)
+        except ValueError:
+            value = -1.0
+        if not 0.0 < value < 1.0:
+            raise InputError(f"--thresholds: {t!r} is neither a fraction in (0, 1) nor 'otsu'")
+        out.append(value)
+    if not out:
+        raise InputError("--thresholds is empty")
+    return out
+
+
+def main(args):
+    thresholds = parse_thresholds(args.thresholds)
+    methods = parse_methods(args)
+    blocks = parse_layers(args.layers)
+    ctx = setup_run(args)
+    model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
+    size = args.size or info.get("size") or 320
+    data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 500_000, abnormal_fraction=1.0)
+    layers = {k: block_layers(model)[k] for k in blocks}
+    scores = defaultdict(lambda: defaultdict(list))
+    figure = []  # (image, mask, map, region, box, gt box) for the first images
+    for start, batch in zip(range(0, len(data), args.batch_size), DataLoader(data, batch_size=args.batch_size)):
+        x = batch["image"].to(ctx.device)  # (B, 1, H, W)
+        _, maps = explain(model, to_model_input(x), methods, layers, target=1)
+        masks = batch["mask"].numpy().astype(bool)  # (B, H, W)
+        for m in maps:
+            for k, block_maps in maps[m].items():
+                for i, sal in enumerate(block_maps.cpu().numpy()):
+                    gt_box = mask_to_box(masks[i])
+                    for t in thresholds:
+                        region, box = localize(sal, t)
+                        key = (m, k, str(t))
+                        b_iou = box_iou(box, gt_box)
+                        scores[key]["box_iou"].append(b_iou)
+                        scores[key]["correct@0.5"].append(b_iou >= 0.5)
+                        scores[key]["pixel_iou"].append(iou(region, masks[i]))
+                        if start + i < 4 and m == next(iter(maps)) and k == blocks[0] and t == thresholds[0]:
+                            figure.append((x[i, 0].cpu().numpy(), masks[i], sal, region, box, gt_box))
+    rows = [{"method": m, "block": k, "threshold": t, "n": len(v["box_iou"]),
+             **{name: float(np.mean(vals)) for name, vals in v.items()}} for (m, k, t), v in scores.items()]
+    best = max(rows, key=lambda r: r["correct@0.5"])
+    titles, images, heat, cont, boxes = [], [], [], [], []
+    for img, mask, sal, region, box, gt in figure:
+        images += [img, img, img]
+        titles += ["CAM heatmap", f"binary (>= {thresholds[0]} x max)", "box (pred) vs lesion box"]
+        heat += [sal, None, None]
+        cont += [[mask], [region], [mask]]
+        boxes += [[], [], [gt, box]]
+    image_grid(images, ctx.out / "localization.png", titles=titles, heatmaps=heat, masks=cont, boxes=boxes,
+               ncols=3, cell=2.4)
+    cols = ["method", "block", "threshold", "n", "box_iou", "correct@0.5", "pixel_iou"]
+    write_report(ctx.out, "Lesion localization from CAMs (weak supervision: image labels only)", [
+        f"Model: {info['arch']} ({info['source']}); {len(data)} abnormal phantom radiographs at {size} px. "
+        f"Best: {best['method']} block {best['block']} at threshold {best['threshold']}: "
+        f"{best['correct@0.5']:.1%} of boxes with IoU >= 0.5.", markdown_table(rows, cols),
+        "![heatmap, binary region and boxes: green = lesion outline, red = lesion box, blue = predicted box](localization.png)"])
+    result = {"model": info, "n": len(data), "rows": rows, "best": best}
+    save_json(ctx.out / "metrics.json", result)
+    print(markdown_table(rows, cols))
+    return result
+
+
+if __name__ == "__main__":
+    cli_main(main, get_args())
