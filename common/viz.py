@@ -42,7 +42,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, cmap: s
     if heat.shape != base.shape[:2]:
         raise ValueError(f"heatmap {heat.shape} and image {base.shape[:2]} differ in size")
     colour = plt.get_cmap(cmap)(np.clip(heat, 0, 1))[..., :3]
-    return (1 - alpha) * base + alpha * colour
+    return np.clip((1 - alpha) * base + alpha * colour, 0.0, 1.0)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:

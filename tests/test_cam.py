@@ -284,3 +284,19 @@ def test_single_layer_call_and_bad_inputs():
         explain(model, x, methods=("gradcam", "nope"))
     assert hook_count(model) == 0
     assert isinstance(METHODS["cam"](), CAM)
+
+
+def test_explain_restores_tf32_flags():
+    import torch
+
+    from common.cam import explain
+    from common.models import build_densenet, to_model_input
+
+    model = build_densenet("tiny")
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        explain(model, to_model_input(torch.rand(1, 1, 64, 64)), ("gradcam",))
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -27,15 +27,22 @@ from torch import nn
 
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients inside; every training / requires_grad flag restored after."""
+    """Eval mode, no parameter gradients and full fp32 precision inside; every flag restored after.
+
+    TF32 is switched off for the duration: on an Ampere/Hopper GPU it changed Layer-CAM maps of an
+    untrained DenseNet by up to 0.1 (of the [0, 1] range) against the CPU; with it off they were equal.
+    """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         model.eval()
         for p, _ in flags:
             p.requires_grad_(False)
         yield model
     finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         for p, flag in flags:
             p.requires_grad_(flag)
         # Per module, not model.train(mode): a training model may hold deliberately frozen eval-mode parts.

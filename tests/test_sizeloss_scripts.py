@@ -1,0 +1,157 @@
+"""Smoke and oracle tests of 01_WeaklySupervised/weak_labels.py, train_sizeloss.py and common.wss (Kervadec 2019)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.losses import IGNORE_INDEX, partial_cross_entropy
+from common.wss import VARIANTS, WeakVolumes, collate_volumes, dice_by_volume, make_step, weak_label_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "01_WeaklySupervised"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"wss_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------------------ common.wss
+
+
+def test_dice_by_volume_hand_computed():
+    pred = np.zeros((3, 4, 4), bool)
+    gt = np.zeros((3, 4, 4), bool)
+    gt[0, :2, :2] = True            # volume 0: slices 0, 1
+    pred[0, :2, :1] = True          # 2 of 4 pixels -> 2*2/(2+4)
+    pred[2, 0, 0] = True            # volume 1: slice 2, prediction but no truth -> 0
+    out = dice_by_volume(pred, gt, np.array([0, 0, 1]))
+    assert out["dice3d"] == pytest.approx((4 / 6 + 0.0) / 2)
+    # Per slice: 4/6, empty/empty = 1, 0.
+    assert out["dice2d"] == pytest.approx((4 / 6 + 1 + 0) / 3)
+
+
+def test_weak_label_stack_empty_slices():
+    masks = np.zeros((2, 32, 32), np.int64)
+    masks[0, 8:20, 8:20] = 1
+    seeds = weak_label_stack("erosion", masks)
+    assert (seeds[1] == IGNORE_INDEX).all()                       # no LV: nothing labelled
+    assert (seeds[0] == 1).any() and not ((seeds[0] == 1) & (masks[0] == 0)).any()
+    boxes = weak_label_stack("box", masks)
+    assert (boxes[1] == 0).all()                                  # no box drawn: all background
+    assert (boxes[0][8:20, 8:20] == IGNORE_INDEX).all() and boxes[0][0, 0] == 0
+
+
+def test_step_matches_hand_wired_losses():
+    """presize = partial CE + 0.05 * mean_i C(V_i)/(H W) with [0.9 s, 1.1 s]; fs = CE on all pixels."""
+    torch.manual_seed(0)
+    masks = np.zeros((1, 2, 16, 16), np.int64)
+    masks[0, 0, 4:10, 4:10] = 3
+    ds = WeakVolumes([np.random.default_rng(0).random((2, 16, 16))], list(masks), "erosion")
+    batch = collate_volumes([ds[0]])
+    logits = torch.randn(2, 2, 16, 16)
+    model = lambda x: logits  # noqa: E731
+    loss, _, _ = make_step(VARIANTS["presize"])(model, batch, "cpu")
+    size = torch.softmax(logits, 1)[:, 1].sum((1, 2))
+    true = torch.tensor([36.0, 0.0])
+    low, high = 0.9 * true, 1.1 * true
+    pen = torch.where(size > high, (size - high) ** 2, torch.where(size < low, (size - low) ** 2, 0 * size))
+    expected = partial_cross_entropy(logits, batch["weak"]) + 0.05 * (pen / 256).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    fs, _, _ = make_step(VARIANTS["fs"])(model, batch, "cpu")
+    assert float(fs) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, batch["mask"])), rel=1e-6)
+    vol, _, _ = make_step(VARIANTS["3d_size"])(model, batch, "cpu")   # exact volume size 36, margin 0
+    expected3d = partial_cross_entropy(logits, batch["weak"]) + 0.01 * (size.sum() - 36.0) ** 2 / 256
+    assert float(vol) == pytest.approx(float(expected3d), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ scripts
+
+
+def test_weak_labels_script(tmp_path):
+    mod = _load("weak_labels")
+    out = mod.main(mod.get_args(["--size", "32", "--n-volumes", "1", "--out", str(tmp_path), "--device", "cpu"]))
+    assert [k["kind"] for k in out["kinds"]] == ["erosion", "random", "centroid", "box"]
+    for kind in ("erosion", "random", "centroid", "box"):
+        files = sorted((tmp_path / kind).glob("*.png"))
+        assert len(files) == out["n_slices"] > 0
+        values = np.unique(np.concatenate([np.unique(np.asarray(Image.open(f))) for f in files]))
+        assert set(values.tolist()) <= {0, 1, 255}
+        assert (tmp_path / f"{kind}.png").exists()
+    stats = {k["kind"]: k for k in out["kinds"]}
+    assert stats["box"]["foreground seed / mask"] == 0 and 0 < stats["erosion"]["foreground seed / mask"] < 1
+
+
+def _run_script(args, tmp_path):
+    return subprocess.run([sys.executable, str(SCRIPTS / "weak_labels.py"), "--out", str(tmp_path / "o"),
+                           "--device", "cpu", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("case", ["size_mismatch", "empty_mask", "unknown_kind"])
+def test_weak_labels_bad_input(tmp_path, case):
+    img = np.zeros((32, 32), np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:20, 10:20] = 3
+    if case == "size_mismatch":
+        mask = np.zeros((24, 32), np.uint8)
+    if case == "empty_mask":
+        mask[:] = 0
+    Image.fromarray(img).save(tmp_path / "img.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    extra = ["--kinds", "scribble"] if case == "unknown_kind" else []
+    proc = _run_script(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / "mask.png"), *extra], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert {"size_mismatch": "24x32", "empty_mask": "no foreground", "unknown_kind": "scribble"}[case] in lines[0]
+
+
+def test_weak_labels_single_pair(tmp_path):
+    img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 3
+    Image.fromarray(img).save(tmp_path / "img.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    mod = _load("weak_labels")
+    out = mod.main(mod.get_args(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / "mask.png"),
+                                 "--kinds", "centroid", "--out", str(tmp_path / "o"), "--device", "cpu"]))
+    weak = np.asarray(Image.open(tmp_path / "o" / "centroid" / "img.png"))
+    assert out["n_slices"] == 1 and weak[15, 15] == 1 and weak[0, 0] == 255   # disk at the square's centre
+
+
+TINY = ["--size", "32", "--n-train", "2", "--n-val", "1", "--epochs", "1", "--device", "cpu", "--lr", "1e-3"]
+
+
+def test_train_sizeloss_one_epoch_and_resume(tmp_path):
+    mod = _load("train_sizeloss")
+    out = mod.main(mod.get_args([*TINY, "--variant", "3d_size", "--weak", "random", "--out", str(tmp_path)]))
+    assert 0.0 <= out["best_dice3d"] <= 1.0 and out["best_epoch"] == 1 and out["n_val_volumes"] == 1
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "predictions.png").exists()
+    args = mod.get_args([*TINY, "--variant", "3d_size", "--weak", "random", "--out", str(tmp_path), "--resume"])
+    args.epochs = 2
+    again = mod.main(args)
+    assert [h["epoch"] for h in json.loads((tmp_path / "metrics.json").read_text())["history"]] == [1, 2]
+    assert again["best_epoch"] in (1, 2)
+
+
+def test_train_sizeloss_table(tmp_path, monkeypatch):
+    mod = _load("train_sizeloss")
+    monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502), ("partial", "erosion", 0.1372),
+                                            ("presize", "centroid", None)])
+    out = mod.main(mod.get_args([*TINY, "--table", "--seeds", "1", "--out", str(tmp_path)]))
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [r["method"] for r in table["rows"]] == ["fs", "partial", "presize"]
+    assert table["command"].endswith("--out " + str(tmp_path)) and table["seconds"] > 0
+    md = (tmp_path / "table.md").read_text()
+    assert "paper/survey ACDC" in md and "0.8502" in md and "centroid" in md
+    assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed0" / "predictions.png").exists()
+    assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
