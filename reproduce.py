@@ -59,6 +59,8 @@ def get_args(argv=None):
     p.add_argument("--only", default=None, help="comma-separated demo names to run (default: all)")
     p.add_argument("--out", type=Path, default=ROOT / "results", help="where results and REPORT.md go")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--resume", action="store_true",
+                   help="keep demos that already finished ok (same mode) and rerun only the others")
     p.add_argument("--list", action="store_true", help="list the demos and exit")
     return p.parse_args(argv)
 
@@ -88,7 +90,7 @@ def run_demo(name: str, demo: Demo, args) -> dict:
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if code == 0 and metrics_file.exists() else None
     report = out / "report.md"
-    summary = {"name": name, "about": demo.about, "command": shown, "status": "ok" if code == 0 else f"failed ({code})",
+    summary = {"name": name, "about": demo.about, "command": shown, "quick": args.quick, "status": "ok" if code == 0 else f"failed ({code})",
                "seconds": round(seconds, 1), "metrics": metrics,
                "report": _relink(report.read_text(), name) if code == 0 and report.exists() else None}
     save_json(args.out / f"{name}.json", summary)
@@ -129,6 +131,13 @@ def main(args) -> int:
     summaries = []
     for k, name in enumerate(names, 1):
         print(f"\n[{k}/{len(names)}] {name}", flush=True)
+        done = args.out / f"{name}.json"
+        if args.resume and done.exists():
+            previous = json.loads(done.read_text())
+            if previous["status"] == "ok" and previous.get("quick") == args.quick:
+                print(f"=== {name}: kept from the previous run (--resume)", flush=True)
+                summaries.append(previous)
+                continue
         summaries.append(run_demo(name, DEMOS[name], args))
     total = time.perf_counter() - t0
     report = write_report(summaries, args, total)

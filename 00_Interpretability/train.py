@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import add_common_args, make_parser  # noqa: E402
-from common.errors import cli_main  # noqa: E402
+from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import ARCHS  # noqa: E402
 from common.models.densenet import CAM_STRIDES  # noqa: E402
@@ -53,6 +53,8 @@ def get_args(argv=None):
 
 
 def main(args):
+    if args.dataset != "phantom" and args.data_root is None:  # checked before anything is written
+        raise InputError(f"--dataset {args.dataset} needs --data-root", hint="pass the folder holding MURA-v1.1/")
     ctx = setup_run(args)
     model, result = train_classifier(args, ctx.device, ctx.out)
     ev = result["evaluation"]

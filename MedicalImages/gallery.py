@@ -227,7 +227,7 @@ def get_args(argv=None):
     p.add_argument("--n", type=int, default=3, help="phantom samples per kind (one row each)")
     args = p.parse_args(argv)
     if args.quick:
-        args.size, args.n = min(args.size, 64), min(args.n, 2)
+        args.size, args.n = min(args.size, 128), min(args.n, 2)
     return args
 
 

@@ -98,3 +98,21 @@ def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, m
     assert len(result["accuracy"]) == 4  # two models x two test conditions
     regions = {(r["model"], r["method"], r["region"]) for r in result["cam"]}
     assert len(regions) == 8 and (tmp_path / "shortcut_cam.png").exists()
+
+
+def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):
+    from tests.test_datasets import _mura
+
+    root = _mura(tmp_path)
+    train = load("train")
+    args = train.get_args(["--dataset", "mura", "--data-root", str(root), "--arch", "tiny", "--size", "32",
+                           "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    result = train.main(args)
+    assert result["image"]["n"] == 7 and result["study"]["n"] == 4  # 7 images in 4 studies
+    assert set(result["per_body_part"]) == {"XR_SHOULDER", "XR_WRIST"}
+
+
+def test_mura_without_data_root_is_one_line_error():
+    r = subprocess.run([sys.executable, str(FOLDER / "train.py"), "--dataset", "mura"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: --dataset mura needs --data-root")

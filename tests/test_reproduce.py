@@ -1,0 +1,56 @@
+"""reproduce.py: runs demos as subprocesses, survives a failing one, writes REPORT.md, resumes."""
+
+import json
+import sys
+
+import pytest
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+import reproduce  # noqa: E402
+
+GOOD = '''
+import argparse, json, pathlib
+p = argparse.ArgumentParser(); p.add_argument("--out"); p.add_argument("--device"); p.add_argument("--quick", action="store_true")
+a = p.parse_args(); out = pathlib.Path(a.out); out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"dice": 0.9, "quick": a.quick}))
+(out / "report.md").write_text("## good\\n\\n![fig](fig.png)\\n")
+print("progress line")
+'''
+BAD = "import sys; print('boom', file=sys.stderr); sys.exit(3)"
+
+
+@pytest.fixture
+def demos(tmp_path, monkeypatch):
+    (tmp_path / "good.py").write_text(GOOD)
+    (tmp_path / "bad.py").write_text(BAD)
+    monkeypatch.setattr(reproduce, "DEMOS", {
+        "bad": reproduce.Demo(str(tmp_path / "bad.py"), "fails on purpose"),
+        "good": reproduce.Demo(str(tmp_path / "good.py"), "works"),
+    })
+    return tmp_path
+
+
+def test_failing_demo_is_reported_and_the_rest_runs(demos, capsys):
+    out = demos / "results"
+    code = reproduce.main(reproduce.get_args(["--quick", "--out", str(out), "--device", "cpu"]))
+    assert code == 1
+    report = (out / "REPORT.md").read_text()
+    assert "| bad | failed (3) |" in report and "| good | ok |" in report
+    assert "](good/fig.png)" in report  # the demo's relative figure link now points into its folder
+    good = json.loads((out / "good.json").read_text())
+    assert good["metrics"] == {"dice": 0.9, "quick": True} and "--quick" in good["command"]
+    assert "boom" in (out / "bad" / "log.txt").read_text()
+    assert "progress line" in capsys.readouterr().out
+
+
+def test_only_resume_and_unknown_names(demos, capsys):
+    out = demos / "results"
+    assert reproduce.main(reproduce.get_args(["--only", "good", "--out", str(out)])) == 0
+    assert reproduce.main(reproduce.get_args(["--only", "good", "--out", str(out), "--resume"])) == 0
+    assert "kept from the previous run" in capsys.readouterr().out
+    assert reproduce.main(reproduce.get_args(["--only", "nope", "--out", str(out)])) == 2
+
+
+def test_every_registered_script_exists():
+    for name, demo in reproduce.DEMOS.items():
+        assert (reproduce.ROOT / demo.script).is_file(), name
