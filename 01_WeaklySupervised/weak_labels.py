@@ -76,8 +76,8 @@ def main(args):
     unknown = [k for k in args.kinds if k not in WEAK_KINDS]
     if unknown:
         raise InputError(f"unknown weak label kind {unknown[0]!r}", hint=f"use {', '.join(WEAK_KINDS)}")
+    pairs = load_pairs(args)  # before setup_run, so bad input leaves no output folder behind
     ctx = setup_run(args)
-    pairs = load_pairs(args)
     stats = []
     for kind in args.kinds:
         folder = ctx.out / kind

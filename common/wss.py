@@ -175,8 +175,14 @@ def volume_dice_metric(volume_ids: np.ndarray):
     def metric_fn(outputs: torch.Tensor, targets: torch.Tensor) -> dict:
         assert outputs.shape[0] == len(volume_ids), "validation outputs must come in dataset order"
         pred = outputs.argmax(1).numpy().astype(bool)
-        out = dice_by_volume(pred, targets.numpy().astype(bool), volume_ids)
+        truth = targets.numpy().astype(bool)
+        out = dice_by_volume(pred, truth, volume_ids)
         out.pop("n_volumes")
+        # Diagnostics of under-segmentation: soft size (sum of probabilities) vs hard size vs true size.
+        hit, n_true = float((pred & truth).sum()), max(float(truth.sum()), 1.0)
+        out.update(precision=hit / max(float(pred.sum()), 1.0), recall=hit / n_true,
+                   soft_size_ratio=float(torch.softmax(outputs.float(), 1)[:, 1].sum()) / n_true,
+                   hard_size_ratio=float(pred.sum()) / n_true)
         return out
 
     return metric_fn

@@ -27,9 +27,14 @@ CACHE = Path(os.environ.get("MIADEEPSSL_CACHE", ROOT / ".cache")) / "models"
 
 # The demo model gradcam.py / evaluate.py use without --checkpoint: a small DenseNet (same four dense
 # blocks as DenseNet169, fewer layers) that trains on the bone phantom in a few CPU minutes.
-DEMO = dict(dataset="phantom", arch="tiny", cam_stride=8, size=128, n_train=2400, n_val=400, epochs=12, batch_size=16, lr=1e-3,
-            weights=None, confounder=0.0, val_confounder=None, seed=0, body_parts=None, workers=0)
-DEMO_VERSION = 1
+# Two departures from MURA's protocol, both measured on the phantom (tiny, 12 epochs, one seed): a
+# one-cycle schedule, and no rotation augmentation -- the phantom already draws every limb at a random
+# angle, and with rotations on top the small model learnt only the (easy) metal hardware (validation
+# AUROC 0.70, CAM pointing game 0.16) instead of 0.76 / 0.25 without them.
+DEMO = dict(dataset="phantom", arch="tiny", cam_stride=8, size=128, n_train=2400, n_val=400, epochs=12, batch_size=16,
+            lr=2e-3, schedule="onecycle", augment_degrees=0.0, weights=None, confounder=0.0, val_confounder=None,
+            seed=0, body_parts=None, workers=0)
+DEMO_VERSION = 2
 
 
 def bone_datasets(args):
@@ -94,7 +99,8 @@ def train_classifier(args, device, out: Path):
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
     step = weighted_bce_step(weights, to_model_input)
-    fit_result = fit(model, Augmented(train), val, step, optimizer, cfg, device, scheduler=scheduler,
+    augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0))  # MURA: up to 30 degrees
+    fit_result = fit(model, augmented, val, step, optimizer, cfg, device, scheduler=scheduler,
                      metric_fn=logit_metrics)
     best = checkpoint.load(out / "best.pt", map_location=device) if (out / "best.pt").exists() else None
     if best is not None:

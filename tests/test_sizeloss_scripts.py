@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from common.losses import IGNORE_INDEX, partial_cross_entropy
-from common.wss import VARIANTS, WeakVolumes, collate_volumes, dice_by_volume, make_step, weak_label_stack
+from common.wss import (VARIANTS, WeakVolumes, collate_volumes, dice_by_volume, make_step, volume_dice_metric,
+                        weak_label_stack)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "01_WeaklySupervised"
@@ -38,6 +39,20 @@ def test_dice_by_volume_hand_computed():
     assert out["dice3d"] == pytest.approx((4 / 6 + 0.0) / 2)
     # Per slice: 4/6, empty/empty = 1, 0.
     assert out["dice2d"] == pytest.approx((4 / 6 + 1 + 0) / 3)
+
+
+def test_volume_dice_metric_diagnostics():
+    """Prediction = half of the truth: precision 1, recall 0.5; soft size from sigmoid(logit gap) by hand."""
+    truth = torch.zeros(2, 8, 8, dtype=torch.int64)
+    truth[0, 2:6, 2:4] = 1                                   # 8 pixels
+    logits = torch.zeros(2, 2, 8, 8)
+    logits[:, 1] = -3.0
+    logits[0, 1, 2:4, 2:4] = 3.0                             # 4 predicted pixels, all inside the truth
+    out = volume_dice_metric(np.array([0, 0]))(logits, truth)
+    assert out["precision"] == pytest.approx(1.0) and out["recall"] == pytest.approx(0.5)
+    assert out["hard_size_ratio"] == pytest.approx(0.5) and out["dice3d"] == pytest.approx(2 * 4 / 12)
+    soft = 4 * torch.sigmoid(torch.tensor(3.0)) + (128 - 4) * torch.sigmoid(torch.tensor(-3.0))
+    assert out["soft_size_ratio"] == pytest.approx(float(soft) / 8, rel=1e-5)
 
 
 def test_weak_label_stack_empty_slices():
@@ -125,10 +140,13 @@ def test_weak_labels_single_pair(tmp_path):
     out = mod.main(mod.get_args(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / "mask.png"),
                                  "--kinds", "centroid", "--out", str(tmp_path / "o"), "--device", "cpu"]))
     weak = np.asarray(Image.open(tmp_path / "o" / "centroid" / "img.png"))
-    assert out["n_slices"] == 1 and weak[15, 15] == 1 and weak[0, 0] == 255   # disk at the square's centre
+    # Centroid (15.5, 15.5) rounds to (16, 16); the radius 4 at 256 px scales to 1 px at 32: a 5-pixel cross.
+    assert out["n_slices"] == 1 and weak[16, 16] == 1 and weak[0, 0] == 255
+    assert sorted(map(tuple, np.argwhere(weak == 1))) == [(15, 16), (16, 15), (16, 16), (16, 17), (17, 16)]
 
 
-TINY = ["--size", "32", "--n-train", "2", "--n-val", "1", "--epochs", "1", "--device", "cpu", "--lr", "1e-3"]
+TINY = ["--size", "32", "--n-train", "2", "--n-val", "1", "--epochs", "1", "--device", "cpu", "--lr", "1e-3",
+        "--threads", "1"]
 
 
 def test_train_sizeloss_one_epoch_and_resume(tmp_path):
@@ -155,3 +173,36 @@ def test_train_sizeloss_table(tmp_path, monkeypatch):
     assert "paper/survey ACDC" in md and "0.8502" in md and "centroid" in md
     assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed0" / "predictions.png").exists()
     assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
+
+
+def _fake_acdc(root: Path, n_patients: int = 4) -> Path:
+    """ACDC's published layout with tiny random volumes: an LV (3) block inside a myocardium (2) ring."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    for p in range(1, n_patients + 1):
+        folder = root / "training" / f"patient{p:03d}"
+        folder.mkdir(parents=True)
+        (folder / "Info.cfg").write_text("ED: 1\nES: 5\nGroup: NOR\n")
+        for frame in (1, 5):
+            vol = rng.uniform(0, 500, (24, 24, 3)).astype(np.float32)
+            gt = np.zeros((24, 24, 3), np.uint8)
+            gt[6:16, 6:16, :2] = 2
+            gt[8:14, 8:14, :2] = 3
+            vol[gt == 3] += 600
+            stem = f"patient{p:03d}_frame{frame:02d}"
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), folder / f"{stem}.nii.gz")
+            nib.save(nib.Nifti1Image(gt, np.eye(4)), folder / f"{stem}_gt.nii.gz")
+    return root
+
+
+def test_scripts_on_acdc_layout(tmp_path):
+    root = _fake_acdc(tmp_path / "ACDC")
+    train = _load("train_sizeloss")
+    out = train.main(train.get_args([*TINY, "--dataset", "acdc", "--data-root", str(root), "--variant", "size",
+                                     "--out", str(tmp_path / "t")]))
+    assert out["n_val_volumes"] == 1 and 0.0 <= out["best_dice3d"] <= 1.0   # capped by --n-val 1
+    weak = _load("weak_labels")
+    res = weak.main(weak.get_args(["--dataset", "acdc", "--data-root", str(root), "--size", "32", "--kinds",
+                                   "erosion", "--n-volumes", "3", "--out", str(tmp_path / "w"), "--device", "cpu"]))
+    assert res["n_slices"] == 3 * 2   # 3 volumes (the cap), each with the LV in 2 of its 3 slices
