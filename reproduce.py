@@ -105,7 +105,7 @@ def run_demo(name: str, demo: Demo, args) -> dict:
 
 
 def write_report(summaries: list[dict], args, total: float) -> Path:
-    mode = "--quick" if args.quick else "full"
+    mode = "quick" if args.quick else "full"
     lines = ["# MIADeepSSL results", "",
              f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({mode} mode) on "
              f"{time.strftime('%Y-%m-%d')}; total {total / 60:.1f} min.", "",
