@@ -22,7 +22,7 @@ from common.models.densenet import CAM_STRIDES  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
 from common.viz import curves  # noqa: E402
-from common.xray_train import DEMO, train_classifier  # noqa: E402
+from common.xray_train import DEMO, SCHEDULES, train_classifier  # noqa: E402
 
 DATASETS = ("phantom", "mura")
 
@@ -35,6 +35,9 @@ def get_args(argv=None):
                    help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
     p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,
                    help="32 = torchvision's DenseNet; 16 / 8 drop the last transition pools for finer CAMs")
+    p.add_argument("--schedule", default="plateau", choices=SCHEDULES,
+                   help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's")
+    p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")
     p.add_argument("--size", type=int, default=320, help="input side in pixels (MURA: 320)")
     p.add_argument("--n-train", type=int, default=4000, help="phantom training images")
     p.add_argument("--n-val", type=int, default=800, help="phantom validation images")
@@ -44,10 +47,11 @@ def get_args(argv=None):
     p.add_argument("--val-confounder", type=float, default=None, help="confounder of the validation set (default: same)")
     args = p.parse_args(argv)
     if args.quick:  # the demo model's settings: a small DenseNet on 128-px phantoms, minutes on a CPU
-        for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr"):
-            if f"--{key.replace('_', '-')}" not in (argv if argv is not None else sys.argv):
+        given = argv if argv is not None else sys.argv
+        for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr", "schedule",
+                    "augment_degrees", "epochs"):
+            if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, DEMO[key])
-        args.epochs = args.epochs or 6
     args.epochs = args.epochs or 30
     return args
 
