@@ -31,11 +31,12 @@ CACHE = Path(os.environ.get("MIADEEPSSL_CACHE", ROOT / ".cache")) / "models"
 # one-cycle schedule, and no rotation augmentation -- the phantom already draws every limb at a random
 # angle; with rotations on top the small model learnt little beyond the (easy) metal hardware in 12
 # epochs (validation AUROC ~0.7 with either schedule), without them it starts on fractures and lytic
-# lesions too (~0.76, one seed).
-DEMO = dict(dataset="phantom", arch="tiny", cam_stride=8, size=128, n_train=2400, n_val=400, epochs=12, batch_size=16,
+# lesions too (~0.76, one seed). 24 epochs rather than 12: the validation AUROC stays near 0.7 for
+# about 12 epochs and then climbs to ~0.92 (one seed, ~170 s on 2 uncontended CPU cores).
+DEMO = dict(dataset="phantom", arch="tiny", cam_stride=8, size=128, n_train=2400, n_val=400, epochs=24, batch_size=16,
             lr=2e-3, schedule="onecycle", augment_degrees=0.0, weights=None, confounder=0.0, val_confounder=None,
             seed=0, body_parts=None, workers=0)
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 
 
 def bone_datasets(args):
