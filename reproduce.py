@@ -104,11 +104,19 @@ def run_demo(name: str, demo: Demo, args) -> dict:
     return summary
 
 
-def write_report(summaries: list[dict], args, total: float) -> Path:
-    mode = "quick" if args.quick else "full"
+def write_report(summaries: list[dict], args) -> Path:
+    """REPORT.md over every registered demo: this run's summaries, and earlier ones for demos not run now."""
+    fresh = {s["name"]: s for s in summaries}
+    for name in DEMOS:
+        previous = args.out / f"{name}.json"
+        if name not in fresh and previous.exists():
+            fresh[name] = json.loads(previous.read_text())
+    summaries = [fresh[name] for name in DEMOS if name in fresh]
+    modes = sorted({"quick" if s.get("quick") else "full" for s in summaries})
+    total = sum(s["seconds"] for s in summaries)
     lines = ["# MIADeepSSL results", "",
-             f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({mode} mode) on "
-             f"{time.strftime('%Y-%m-%d')}; total {total / 60:.1f} min.", "",
+             f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({' + '.join(modes)} mode), "
+             f"last run {time.strftime('%Y-%m-%d')}; the demos below took {total / 60:.1f} min in all.", "",
              "| demo | status | minutes | command |", "|---|---|---|---|"]
     for s in summaries:
         lines.append(f"| {s['name']} | {s['status']} | {s['seconds'] / 60:.1f} | `{s['command']}` |")
@@ -146,7 +154,7 @@ def main(args) -> int:
                 continue
         summaries.append(run_demo(name, DEMOS[name], args))
     total = time.perf_counter() - t0
-    report = write_report(summaries, args, total)
+    report = write_report(summaries, args)
     failed = [s["name"] for s in summaries if s["status"] != "ok"]
     print(f"\nwrote {report} ({len(summaries) - len(failed)}/{len(summaries)} demos ok, {total / 60:.1f} min)")
     if failed:

@@ -120,7 +120,7 @@ def main(args):
                        heatmaps=[None] + [back_to_original(maps[m][k][b].cpu().numpy(), box, original.shape)
                                           for m, k in panel_keys],
                        masks=[[mask] if mask is not None else []] * (1 + len(panel_keys)),
-                       ncols=min(5, 1 + len(panel_keys)), colorbar=True)
+                       ncols=min(6, 1 + len(panel_keys)), colorbar=True)
             if args.save_maps:
                 save_npz(ctx.out / f"{stem}_maps.npz", **per_image)
             print(f"{stem}: p(abnormal) = {probs[b]:.3f}")

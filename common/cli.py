@@ -40,12 +40,3 @@ def add_common_args(
         parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     return parser
 
-
-def defaults_namespace(parser: argparse.ArgumentParser, **overrides) -> argparse.Namespace:
-    """The parser's defaults with overrides: how tests and reproduce.py call ``main(args)`` without a shell."""
-    args = parser.parse_args([])
-    for key, value in overrides.items():
-        if not hasattr(args, key):
-            raise KeyError(f"unknown argument {key!r}")
-        setattr(args, key, value)
-    return args
