@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
+from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.explanation_scores import score_dataset  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import block_layers  # noqa: E402
@@ -77,18 +78,27 @@ def main(args):
                f"CAM pointing game at block 4: **{cam4['pointing_game']:.3f}** (goal >= {GOAL_POINTING}: "
                f"{'met' if cam4['pointing_game'] >= GOAL_POINTING else 'NOT met'}).")
     cols = ["method", "block", "n", "pointing_game", "energy_pg", "iou", "deletion_auc", "insertion_auc"]
+    # Where the block-4 CAM peak looks: a miss with the evidence on the lesion is a displaced explanation
+    ev = summarize_offsets(cam_evidence_offsets(model, data, ctx.device, batch_size=args.batch_size), args.tolerance)
+    evidence = (f"Where the block-4 CAM peak looks (`common/evidence.py`): the peak lies within {args.tolerance} px "
+                f"of the lesion in {ev['peak_pointing_game']:.0%} of the images (median distance "
+                f"{ev['median_peak_px']:.1f} px); the input pixel with the largest gradient of the peak value does "
+                f"in {ev['evidence_pointing_game']:.0%} (median {ev['median_evidence_px']:.1f} px). In "
+                f"{ev['displaced']:.0%} the peak misses while its evidence is on the lesion: the model used the "
+                "lesion but its features carry it to a cell beside it.")
     write_report(ctx.out, "Scoring explanations against the phantom's lesion masks", [
         f"Model: {info['arch']} ({info['source']}); {len(data)} abnormal phantom images at {size} px, "
         f"{detected:.0%} of them classified abnormal. Pointing-game tolerance {args.tolerance} px; IoU at "
         f"{args.threshold} x max; deletion/insertion over {args.faithfulness} images (lower deletion and higher "
-        "insertion AUC = more faithful).", verdict, markdown_table(rows, cols),
+        "insertion AUC = more faithful).", verdict, markdown_table(rows, cols), evidence,
         "![maps with the lesion outlined](examples.png)"])
-    result = {"model": info, "n": len(data), "detected": detected, "rows": rows,
+    result = {"model": info, "n": len(data), "detected": detected, "rows": rows, "cam_evidence": ev,
               "cam_block4_pointing_game": cam4["pointing_game"] if cam4 else None}
     save_json(ctx.out / "metrics.json", result)
     print(markdown_table(rows, cols))
     if verdict:
         print(verdict.replace("**", ""))
+    print(evidence.replace("`", ""))
     return result
 
 

@@ -34,7 +34,7 @@ def get_args(argv=None):
     p.add_argument("--weights", default=None,
                    help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
     p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,
-                   help="32 = torchvision's DenseNet; 16 / 8 drop the last transition pools for finer CAMs")
+                   help="32 = torchvision's DenseNet; 16 / 8 / 4 drop the last transition pools for finer CAMs")
     p.add_argument("--schedule", default="plateau", choices=SCHEDULES,
                    help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's")
     p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")

@@ -11,7 +11,11 @@ Usage: python 01_WeaklySupervised/train_sizeloss.py --variant presize --weak ero
        python 01_WeaklySupervised/train_sizeloss.py --table --quick
 """
 
+import concurrent.futures
+import contextlib
 import dataclasses
+import multiprocessing
+import os
 import shlex
 import sys
 import time
@@ -59,6 +63,9 @@ def get_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (0: torch's default)")
     p.add_argument("--table", action="store_true", help="train every row of the table and write it")
     p.add_argument("--seeds", type=int, default=None, help="seeds per table row (default 1 quick, 3 full)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="table runs trained at once in separate processes (a GPU or many cores); logs go to "
+                        "<out>/<row>/seed<k>/train.log")
     args = p.parse_args(argv)
     preset = dict(QUICK if args.quick else FULL)
     if args.dataset == "acdc":  # every patient of the split unless capped
@@ -128,16 +135,55 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
     return summary
 
 
+def _table_job(args, variant: str, weak: str, seed: int, out: str, device: str, threads: int) -> dict:
+    """One table run in a worker process: quiet console, full log in <out>/train.log."""
+    os.environ["TQDM_DISABLE"] = "1"
+    if threads:
+        torch.set_num_threads(threads)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        run = train_one(args, variant, weak, seed, Path(out), torch.device(device))
+    return {key: val for key, val in run.items() if key != "history"}
+
+
+def _train_runs(args, jobs: list[tuple[str, str, int, Path]], device) -> list[dict]:
+    """Train every (variant, weak, seed, out) job, one after another or ``args.jobs`` at a time."""
+    if args.jobs <= 1:
+        return [{k: v for k, v in train_one(args, *job, device).items() if k != "history"} for job in jobs]
+    # CPU: share the cores; CUDA: the GPU is shared, each process needs little CPU beyond its launches
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    log(f"training {len(jobs)} runs, {args.jobs} at a time ({device}, {threads} CPU thread(s) each)")
+    done: dict[int, dict] = {}
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_table_job, args, v, w, s, str(o), str(device), threads): i
+                   for i, (v, w, s, o) in enumerate(jobs)}
+        for future in concurrent.futures.as_completed(futures):
+            i = futures[future]
+            v, w, s, o = jobs[i]
+            try:
+                done[i] = future.result()
+            except Exception as exc:  # the run's own log says more; name it and stop the table
+                for f in futures:
+                    f.cancel()
+                raise RuntimeError(f"table run {v}/{w}/seed {s} failed ({exc!r}); see {o / 'train.log'}") from exc
+            log(f"[{len(done)}/{len(jobs)}] {v} / {w} / seed {s}: best 3D Dice {done[i]['best_dice3d']:.3f}")
+    return [done[i] for i in range(len(jobs))]
+
+
 def run_table(args, device) -> dict:
     """Every row of TABLE_ROWS over ``args.seeds`` seeds: markdown + JSON table and a prediction figure."""
     t0 = time.perf_counter()
-    rows, runs, figures = [], [], []
+    # seed-major order: a table cut short (or run in parallel) has every row's first seed before any second
+    jobs = [(variant, weak, args.seed + k, args.out / f"{variant}_{weak}" / f"seed{k}")
+            for k in range(args.seeds) for variant, weak, _ in TABLE_ROWS]
+    runs = _train_runs(args, jobs, device)
+    by_row = {}
+    for run in runs:
+        by_row.setdefault((run["variant"], run["weak"]), []).append(run)
+    rows, figures = [], []
     for variant, weak, paper in TABLE_ROWS:
-        scores = []
-        for k in range(args.seeds):
-            run = train_one(args, variant, weak, args.seed + k, args.out / f"{variant}_{weak}" / f"seed{k}", device)
-            runs.append({key: val for key, val in run.items() if key != "history"})
-            scores.append(run)
+        scores = sorted(by_row[(variant, weak)], key=lambda s: s["seed"])
         best = np.array([s["best_dice3d"] for s in scores])
         last = np.array([s["last_dice3d"] for s in scores])
         rows.append({"method": variant, "weak label": "full mask" if variant == "fs" else weak,

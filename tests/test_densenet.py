@@ -149,3 +149,19 @@ def test_imagenet_weights_from_hub_cache(tmp_path, monkeypatch):
     assert torch.equal(full.classifier.weight, imagenet["classifier.weight"])
     with pytest.raises(InputError, match="no ImageNet weights"):
         build_densenet("tiny", weights="imagenet")
+
+
+@pytest.mark.parametrize("stride,sizes", [(32, (16, 8, 4, 2)), (16, (16, 8, 4, 4)), (8, (16, 8, 8, 8)),
+                                          (4, (16, 16, 16, 16))])
+def test_cam_stride_block_resolutions_and_same_weights(stride, sizes, tiny_state):
+    """--cam-stride drops transition pools (no parameters): same state_dict, finer block maps at 64 px input."""
+    model = build_densenet("tiny", num_outputs=1, cam_stride=stride).eval()
+    load_weights(model, tiny_state)  # strict: the keys do not depend on the stride
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: shapes.__setitem__(k, o.shape[-1]))
+             for k, m in block_layers(model).items()]
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1)
+    for h in hooks:
+        h.remove()
+    assert tuple(shapes[k] for k in (1, 2, 3, 4)) == sizes

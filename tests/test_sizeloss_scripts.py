@@ -175,6 +175,22 @@ def test_train_sizeloss_table(tmp_path, monkeypatch):
     assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
 
 
+def test_train_sizeloss_table_parallel_equals_serial(tmp_path, monkeypatch):
+    """--jobs 2 trains the runs in spawned worker processes; with one thread each, every Dice is the serial one's."""
+    r = subprocess.run([sys.executable, str(SCRIPTS / "train_sizeloss.py"), *TINY, "--table", "--seeds", "1",
+                        "--jobs", "2", "--out", str(tmp_path / "par")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "[10/10]" in r.stdout and (tmp_path / "par" / "fs_erosion" / "seed0" / "train.log").exists()
+    parallel = {(x["variant"], x["weak"]): x["best_dice3d"]
+                for x in json.loads((tmp_path / "par" / "table.json").read_text())["runs"]}
+    mod = _load("train_sizeloss")
+    monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502), ("3d_size", "random", 0.7949)])
+    mod.main(mod.get_args([*TINY, "--table", "--seeds", "1", "--out", str(tmp_path / "ser")]))
+    serial = {(x["variant"], x["weak"]): x["best_dice3d"]
+              for x in json.loads((tmp_path / "ser" / "table.json").read_text())["runs"]}
+    assert serial == {key: parallel[key] for key in serial}
+
+
 def _fake_acdc(root: Path, n_patients: int = 4) -> Path:
     """ACDC's published layout with tiny random volumes: an LV (3) block inside a myocardium (2) ring."""
     import nibabel as nib

@@ -12,6 +12,8 @@ Cost is one forward pass per channel (1664 at DenseNet169's block 4), so:
   and built chunk by chunk (never all C x 3 x H x W at once);
 * channels that are constant at the layer (e.g. dead after a ReLU) give an all-zero masked image, whose
   score is computed once instead of once per channel;
+* convolution -> BatchNorm pairs are folded into single convolutions in an inference copy of the
+  model for the masked passes (:mod:`common.models.fold`; same outputs up to float rounding);
 * ``top_k`` keeps only the k channels ranked highest by mean activation (``rank_by="activation"``) or by
   Grad-CAM weight (``rank_by="gradient"``, which costs the shared backward pass); the other channels get
   weight 0. ``channels`` fixes an explicit subset instead (used to compare against the reference).
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from common.cam.base import Context, WeightedCAM
+from common.models.fold import cached_folded_copy
 
 
 class ScoreCAM(WeightedCAM):
@@ -33,7 +36,8 @@ class ScoreCAM(WeightedCAM):
     name = "scorecam"
 
     def __init__(self, top_k: int | None = None, rank_by: str = "activation", channels: Sequence[int] | None = None,
-                 batch_size: int = 32, align_corners: bool = True, channels_last: bool = True):
+                 batch_size: int = 32, align_corners: bool = True, channels_last: bool = True,
+                 fold_bn: bool = True):
         if rank_by not in ("activation", "gradient"):
             raise ValueError(f"rank_by must be 'activation' or 'gradient', got {rank_by!r}")
         if top_k is not None and channels is not None:
@@ -44,6 +48,7 @@ class ScoreCAM(WeightedCAM):
         self.channels = None if channels is None else list(channels)
         self.align_corners = align_corners
         self.channels_last = channels_last  # faster oneDNN/cuDNN convolutions; same arithmetic
+        self.fold_bn = fold_bn
 
     @property
     def uses_gradients(self) -> bool:
@@ -67,8 +72,12 @@ class ScoreCAM(WeightedCAM):
         flat_acts = acts.reshape(B, C, h * w)
         constant = (flat_acts.amax(2) == flat_acts.amin(2)).gather(1, chan).reshape(-1)  # (B*K,)
         scores = torch.empty(B * K, device=acts.device)
+        net = ctx.model
+        if self.fold_bn and not ctx.model.training:  # folding needs BN's running statistics (eval mode)
+            folded, n_folded = cached_folded_copy(ctx.model)
+            net = folded if n_folded else ctx.model
         if constant.any():
-            zero_logits = ctx.model(self._layout(torch.zeros_like(ctx.x[:1])))  # (1, K_out): shared by all
+            zero_logits = net(self._layout(torch.zeros_like(ctx.x[:1])))  # (1, K_out): shared by all
             rows = torch.arange(B, device=acts.device).repeat_interleave(K)[constant]
             scores[constant] = ctx.scores(zero_logits.expand(len(rows), -1), rows)
         todo = torch.nonzero(~constant).flatten()
@@ -80,7 +89,7 @@ class ScoreCAM(WeightedCAM):
             lo = masks.amin((2, 3), keepdim=True)
             hi = masks.amax((2, 3), keepdim=True)
             masks = (masks - lo) / (hi - lo + 1e-8)  # (n, 1, H, W) in [0, 1]
-            logits = ctx.model(self._layout(ctx.x[rows] * masks))  # (n, K_out)
+            logits = net(self._layout(ctx.x[rows] * masks))  # (n, K_out)
             scores[idx] = ctx.scores(logits, rows).to(scores.dtype)
         weights = torch.zeros(B, C, device=acts.device, dtype=scores.dtype)
         weights.scatter_(1, chan, torch.softmax(scores.reshape(B, K), dim=1))

@@ -100,8 +100,8 @@ def block_layers(model: DenseNetClassifier) -> dict[int, nn.Module]:
     Blocks 1-3: ``features.denseblock{k}``, i.e. the concatenated block output *before* the transition
     layer (BN-ReLU-conv-pool) that halves channels and resolution. Block 4: ``model.relu``, whose output
     is ReLU(norm5(denseblock4(...))) -- exactly the features the classifier average-pools, so CAM and
-    Grad-CAM coincide (up to scale) there. Resolutions are input/4, /8, /16, /32 (blocks 3-4 finer with
-    ``cam_stride`` 16 or 8, see :func:`set_cam_stride`).
+    Grad-CAM coincide (up to scale) there. Resolutions are input/4, /8, /16, /32 (blocks 2-4 finer with
+    ``cam_stride`` 16, 8 or 4, see :func:`set_cam_stride`).
     """
     f = model.features
     return {1: f.denseblock1, 2: f.denseblock2, 3: f.denseblock3, 4: model.relu}
@@ -115,7 +115,7 @@ def imagenet_weights_path(arch: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
 
 
-CAM_STRIDES = (32, 16, 8)
+CAM_STRIDES = (32, 16, 8, 4)
 
 
 def set_cam_stride(model: DenseNetClassifier, stride: int) -> DenseNetClassifier:
@@ -124,13 +124,14 @@ def set_cam_stride(model: DenseNetClassifier, stride: int) -> DenseNetClassifier
     Zhou et al. (CAM, 2016) removed the last pooling layers of their networks for the same reason: a
     finer final feature map gives a finer class activation map (DenseNet's /32 gives 4x4 at 128 px).
     The pools carry no parameters, so the state_dict and torchvision checkpoints are unchanged;
-    16 drops transition3's pool, 8 also transition2's.
+    16 drops transition3's pool, 8 also transition2's, 4 also transition1's (blocks 2-4 at input/4).
     """
     if stride not in CAM_STRIDES:
         raise InputError(f"cam stride must be one of {CAM_STRIDES}, got {stride}")
     f = model.features
     f.transition3.pool = nn.Identity() if stride <= 16 else nn.AvgPool2d(kernel_size=2, stride=2)
     f.transition2.pool = nn.Identity() if stride <= 8 else nn.AvgPool2d(kernel_size=2, stride=2)
+    f.transition1.pool = nn.Identity() if stride <= 4 else nn.AvgPool2d(kernel_size=2, stride=2)
     model.cam_stride = stride
     return model
 
@@ -141,7 +142,7 @@ def build_densenet(arch: str = "densenet169", num_outputs: int = 1, weights: str
 
     ImageNet / backbone files initialise the features; their classifier is kept only when its shape fits
     ``num_outputs`` (e.g. 1000). Nothing is downloaded: a missing file is an InputError naming where to put it.
-    cam_stride: 32 (torchvision's network) or 16 / 8 for finer block-3/4 maps (see :func:`set_cam_stride`).
+    cam_stride: 32 (torchvision's network) or 16 / 8 / 4 for finer block-3/4 maps (see :func:`set_cam_stride`).
     """
     if arch not in ARCHS:
         raise InputError(f"unknown DenseNet arch {arch!r}", hint=f"choose one of {sorted(ARCHS)}")

@@ -1,0 +1,216 @@
+"""Which training recipe of the demo classifier gives CAMs that point at the lesion? A sweep over seeds.
+
+The interpretability goal is a block-4 CAM pointing game >= 0.8 on the bone phantom's abnormal images
+(Zhang et al. 2016, https://arxiv.org/abs/1608.00507; tolerance 8 px at 128 px). This trains the demo
+DenseNet (``common.xray_train.DEMO``) under named variations of its recipe, several seeds each, and
+scores every model the same way: validation AUROC, and the pointing game per lesion type of CAM (block 4)
+and Layer-CAM (blocks 2-4). Each recipe's relative training cost is a measured time per training step
+(same device, one process). Not a test: the numbers say which recipe to make the demo default.
+
+Usage: python benchmarks/cam_recipes.py --quick                       (2 recipes x 1 seed, tiny, CPU)
+       python benchmarks/cam_recipes.py --recipes demo,stride4 --seeds 3 --jobs 6 --device cuda
+"""
+
+import argparse
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common.io import save_json  # noqa: E402
+from common.report import markdown_table, write_report  # noqa: E402
+from common.runtime import choose_device  # noqa: E402
+
+# name -> overrides of common.xray_train.DEMO; "arch_spec" defines a DenseNet layout for this sweep only
+RECIPES = {
+    "demo": {},
+    "stride4": {"cam_stride": 4},
+    "stride4_epochs48": {"cam_stride": 4, "epochs": 48},
+    "stride4_n4800": {"cam_stride": 4, "n_train": 4800},
+    "stride4_block4x1": {"cam_stride": 4, "arch_spec": dict(growth_rate=12, block_config=(2, 2, 2, 1),
+                                                            num_init_features=16)},
+    "stride4_b1111": {"cam_stride": 4, "arch_spec": dict(growth_rate=16, block_config=(1, 1, 1, 1),
+                                                         num_init_features=16)},
+    "stride4_b1111_e30": {"cam_stride": 4, "epochs": 30, "arch_spec": dict(growth_rate=16, block_config=(1, 1, 1, 1),
+                                                                       num_init_features=16)},
+    "stride4_b2211": {"cam_stride": 4, "arch_spec": dict(growth_rate=12, block_config=(2, 2, 1, 1),
+                                                         num_init_features=16)},
+    "stride4_size192": {"cam_stride": 4, "size": 192},
+    "stride4_size256": {"cam_stride": 4, "size": 256},
+    "stride8_size256": {"size": 256},
+}
+LESIONS = ("fracture", "lytic", "hardware")
+
+
+def recipe_args(name: str, seed: int, quick: bool) -> argparse.Namespace:
+    from common.xray_train import DEMO
+
+    from common.models import ARCHS
+
+    overrides = dict(RECIPES[name])
+    spec = overrides.pop("arch_spec", None)
+    if spec is not None:
+        ARCHS[f"sweep_{name}"] = spec
+        overrides["arch"] = f"sweep_{name}"
+    cfg = {**DEMO, **overrides, "seed": seed, "resume": True, "data_root": None}
+    if quick:  # a smoke run of the machinery, not a measurement
+        cfg.update(n_train=64, n_val=32, epochs=1, size=64)
+    return argparse.Namespace(**cfg)
+
+
+def score_model(model, size: int, n: int, device) -> dict:
+    """Pointing game of CAM at block 4 and Layer-CAM at blocks 2-4, per lesion type and overall.
+
+    The tolerance is 8 px at 128 px, scaled with the input size so that recipes at other sizes are
+    held to the same distance on the limb."""
+    from common.explanation_scores import score_dataset
+    from common.models import block_layers
+    from common.phantoms import BoneXrayPhantom
+
+    layers = {k: block_layers(model)[k] for k in (2, 3, 4)}
+    out: dict = {}
+    for lesion in LESIONS:
+        data = BoneXrayPhantom(n=n, size=size, seed=300_000, abnormal_fraction=1.0, lesion_types=(lesion,))
+        res = score_dataset(model, data, ("cam", "layercam"), layers, device, target=1,
+                            tolerance=round(8 * size / 128), keep=0)
+        for row in res["rows"]:
+            out.setdefault(f"{row['method']}_b{row['block']}", {})[lesion] = row["pointing_game"]
+        out.setdefault("detected", {})[lesion] = float((res["probs"] > 0.5).mean())
+    for scores in out.values():
+        scores["all"] = float(np.mean([scores[t] for t in LESIONS]))
+    return out
+
+
+def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: int, quick: bool) -> dict:
+    """Train one recipe/seed (resumes a killed run) and score its CAMs; quiet console, log in <out>/train.log."""
+    os.environ["TQDM_DISABLE"] = "1"
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = out_dir / "scores.json"
+    if done.exists():
+        import json
+
+        return json.loads(done.read_text())
+    from common.xray_train import train_classifier
+
+    args = recipe_args(name, seed, quick)
+    dev = torch.device(device)
+    t0 = time.perf_counter()
+    with open(out_dir / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        model, result = train_classifier(args, dev, out_dir)
+        seconds = time.perf_counter() - t0
+        scores = score_model(model.eval(), args.size, n_eval, dev)
+    res = {"recipe": name, "seed": seed, "auroc": result["evaluation"]["image"]["auroc"],
+           "kappa": result["evaluation"]["image"]["kappa"], "train_seconds": round(seconds, 1), "scores": scores}
+    save_json(done, res)
+    for f in ("last.pt", "best.pt"):  # the scores are what is kept; weights of a sweep are large and many
+        (out_dir / f).unlink(missing_ok=True)
+    return res
+
+
+def step_time(name: str, device, steps: int = 6) -> float:
+    """Seconds per training step (batch 16) of the recipe's network at its input size, in this process."""
+    from common.models import build_densenet
+
+    args = recipe_args(name, 0, False)
+    model = build_densenet(args.arch, 1, cam_stride=args.cam_stride).to(device)
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    y = torch.rand(args.batch_size, device=device)
+    for i in range(steps + 2):
+        if i == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x)[:, 0], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
+    p.add_argument("--seeds", type=int, default=2, help="training seeds per recipe")
+    p.add_argument("--n-eval", type=int, default=60, help="abnormal images per lesion type to score")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once, in separate processes")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per job (0: cores / jobs)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/cam_recipes"))
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (2 recipes, 1 seed, 1 epoch at 64 px)")
+    args = p.parse_args(argv)
+    args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = [r for r in args.recipes if r not in RECIPES]
+    if unknown:
+        p.error(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
+    if args.quick:
+        args.recipes, args.seeds, args.n_eval = args.recipes[:2], 1, 4
+    return args
+
+
+def _mean_sd(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std():.3f}"
+
+
+def main(args) -> dict:
+    device = choose_device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    jobs = [(r, s) for r in args.recipes for s in range(args.seeds)]
+    print(f"{len(jobs)} trainings ({len(args.recipes)} recipes x {args.seeds} seeds), {args.jobs} at a time on "
+          f"{device}, {threads} thread(s) each; results under {args.out}", flush=True)
+    t0 = time.perf_counter()
+    results = []
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=ctx) as pool:
+        futures = {pool.submit(run_job, r, s, str(args.out / r / f"seed{s}"), str(device), threads, args.n_eval,
+                               args.quick): (r, s) for r, s in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            res = future.result()
+            results.append(res)
+            print(f"[{len(results)}/{len(jobs)}] {res['recipe']} seed {res['seed']}: AUROC {res['auroc']:.3f}, "
+                  f"CAM b4 pointing game {res['scores']['cam_b4']['all']:.3f} ({res['train_seconds']:.0f} s)",
+                  flush=True)
+    costs = {r: step_time(r, device) for r in args.recipes}
+    rows = []
+    for r in args.recipes:
+        mine = [x for x in results if x["recipe"] == r]
+        row = {"recipe": r, "overrides": ", ".join(f"{k}={v}" for k, v in RECIPES[r].items()) or "(DEMO)",
+               "seeds": len(mine), "AUROC": _mean_sd([x["auroc"] for x in mine]),
+               "step cost": f"{costs[r] / costs[args.recipes[0]]:.2f}x"}
+        for method in ("cam_b4", "layercam_b4", "layercam_b3", "layercam_b2"):
+            row[f"PG {method}"] = _mean_sd([x["scores"][method]["all"] for x in mine])
+        for t in LESIONS:
+            row[f"CAM b4 {t}"] = _mean_sd([x["scores"]["cam_b4"][t] for x in mine])
+        rows.append(row)
+    cols = list(rows[0])
+    shown = " ".join(a for a in sys.argv[1:])
+    md = markdown_table(rows, cols)
+    save_json(args.out / "results.json", {"rows": rows, "runs": results, "device": str(device),
+                                          "seconds": round(time.perf_counter() - t0, 1),
+                                          "command": f"python benchmarks/cam_recipes.py {shown}".strip()})
+    write_report(args.out, "Demo-classifier recipes vs CAM localisation on the bone phantom", [
+        f"Command: `python benchmarks/cam_recipes.py {shown}` on {device} "
+        f"({(time.perf_counter() - t0) / 60:.1f} min). Pointing game with 8 px tolerance on {args.n_eval} abnormal "
+        "images per lesion type (mean over types; mean ± sd over seeds). Step cost: time per training step "
+        f"relative to `{args.recipes[0]}`, measured in one process on the same device.", md])
+    print(md, flush=True)
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main(get_args())

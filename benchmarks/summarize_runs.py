@@ -1,0 +1,56 @@
+"""Summarize training runs from their per-epoch ``metrics.csv``: epochs done, best and last value of a metric.
+
+For runs that were cut short (a device's time ran out) or trained elsewhere, where no table script
+finished: one row per run folder, ratios to a reference run, as a markdown table.
+
+Usage: python benchmarks/summarize_runs.py benchmarks/results/wss_full_seed0_h200 --metric val_dice3d --ref fs_erosion
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.report import markdown_table  # noqa: E402
+
+
+def summarize(root: Path, metric: str, ref: str | None) -> list[dict]:
+    rows = []
+    for path in sorted(root.glob("*/metrics.csv")):
+        with open(path, newline="") as fh:
+            history = list(csv.DictReader(fh))
+        if not history or metric not in history[0]:
+            raise SystemExit(f"error: {path} has no column {metric!r}")
+        values = [float(h[metric]) for h in history]
+        best = max(range(len(values)), key=values.__getitem__)
+        rows.append({"run": path.parent.name, "epochs": len(values), f"best {metric}": values[best],
+                     "best epoch": best + 1, f"last {metric}": values[-1]})
+    if not rows:
+        raise SystemExit(f"error: no */metrics.csv under {root}")
+    if ref is not None:
+        base = next((r[f"best {metric}"] for r in rows if r["run"] == ref), None)
+        if base is None:
+            raise SystemExit(f"error: no run named {ref!r} under {root}")
+        for r in rows:
+            r[f"best / {ref}"] = r[f"best {metric}"] / base
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path, help="folder of run folders, each with a metrics.csv")
+    p.add_argument("--metric", default="val_dice3d", help="column to summarize (higher is better)")
+    p.add_argument("--ref", default=None, help="run folder the ratios are taken to")
+    args = p.parse_args(argv)
+    rows = summarize(args.root, args.metric, args.ref)
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float):
+                r[k] = f"{v:.3f}"
+    print(markdown_table(rows, list(rows[0])))
+
+
+if __name__ == "__main__":
+    main()

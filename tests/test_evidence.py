@@ -1,0 +1,66 @@
+"""common.evidence: CAM peak vs the input evidence behind it, on a network built to displace its evidence."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from common.evidence import cam_evidence_offsets, summarize_offsets
+from common.explanation_scores import score_dataset
+
+
+class ShiftNet(nn.Module):
+    """One conv whose kernel copies the input from ``k`` rows below: a spot at row y fires at row y - k."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, kernel_size=2 * k + 1, padding=k, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, 2 * k, k] = 1.0
+        self.relu = nn.ReLU()
+        self.classifier = nn.Linear(1, 1)
+        with torch.no_grad():
+            self.classifier.weight.fill_(1.0)
+            self.classifier.bias.zero_()
+
+    def forward(self, x):
+        return self.classifier(self.relu(self.conv(x)).mean((2, 3)))
+
+
+def _spots(n=4, size=32):
+    rng = np.random.default_rng(0)
+    items = []
+    for _ in range(n):
+        y, x = rng.integers(12, 20, size=2)
+        img = torch.zeros(1, size, size)
+        img[0, y - 1:y + 2, x - 1:x + 2] = 0.8
+        img[0, y, x] = 1.0  # a unique maximum
+        items.append({"image": img, "mask": (img[0] > 0).to(torch.uint8), "label": torch.tensor(1)})
+    return items
+
+
+@pytest.mark.parametrize("k", [0, 6])
+def test_displaced_peak_with_evidence_on_the_lesion(k):
+    model, data = ShiftNet(k), _spots()
+    off = cam_evidence_offsets(model, data, torch.device("cpu"), layer=model.relu)
+    # the 3x3 spot's CAM sits k rows above it: k - 1 px from the mask's edge; the gradient is on the spot
+    np.testing.assert_allclose(off["peak"], max(k - 1, 0))
+    np.testing.assert_allclose(off["evidence"], 0.0)
+    s = summarize_offsets(off, tolerance=2)
+    assert s["evidence_pointing_game"] == 1.0
+    assert s["peak_pointing_game"] == (1.0 if k == 0 else 0.0)
+    assert s["displaced"] == (0.0 if k == 0 else 1.0)
+
+
+def test_peak_pointing_game_agrees_with_score_dataset():
+    from common.models import build_densenet
+    from common.phantoms import BoneXrayPhantom
+
+    torch.manual_seed(0)
+    model = build_densenet("tiny", num_outputs=1, cam_stride=8).eval()
+    data = BoneXrayPhantom(n=6, size=64, seed=3, abnormal_fraction=1.0)
+    off = summarize_offsets(cam_evidence_offsets(model, data, torch.device("cpu"), batch_size=4), tolerance=4)
+    rows = score_dataset(model, data, ("cam",), {4: model.cam_layers()[4]}, torch.device("cpu"), tolerance=4,
+                         keep=0)["rows"]
+    assert off["n"] == 6 and off["peak_pointing_game"] == rows[0]["pointing_game"]
