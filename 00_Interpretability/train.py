@@ -30,7 +30,7 @@ DATASETS = ("phantom", "mura")
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "train", datasets=DATASETS, epochs=None, batch_size=8, lr=1e-4)
-    p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS), help="DenseNet variant ('tiny' for CPU demos)")
+    p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS), help="DenseNet variant ('mini' / 'tiny' for CPU demos)")
     p.add_argument("--weights", default=None,
                    help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
     p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,

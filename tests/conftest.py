@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    """A DenseNet ('tiny') trained for one epoch on 24 phantom images at 64 px by 00_Interpretability/train.py."""
+    """The demo DenseNet layout ('mini', --quick) trained for one epoch on 24 phantom images at 64 px by train.py."""
     from tests.helpers.scripts import load_script
 
     out = tmp_path_factory.mktemp("train")

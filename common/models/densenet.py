@@ -38,6 +38,9 @@ ARCHS: dict[str, dict[str, Any]] = {
     "densenet201": dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
     # Small enough for CPU smoke tests: 47 channels after block 4, a few thousand parameters.
     "tiny": dict(growth_rate=12, block_config=(2, 2, 2, 2), num_init_features=16),
+    # The demo model (common/xray_train.py): one dense layer per block, so with cam_stride 4 the block-4
+    # features see 43 px (tiny: 75 px) and cannot carry a lesion's evidence far from it; see 00_Interpretability.
+    "mini": dict(growth_rate=16, block_config=(1, 1, 1, 1), num_init_features=16),
 }
 # torchvision weight enums; the file name comes from each enum's URL, never typed by hand.
 _IMAGENET_ENUMS = {
