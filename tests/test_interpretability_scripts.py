@@ -52,6 +52,11 @@ def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
         assert 0 <= r["pointing_game"] <= 1 and 0 <= r["energy_pg"] <= 1 and r["n"] == 6
         assert 0 <= r["deletion_auc"] <= 1 and 0 <= r["insertion_auc"] <= 1
     assert (tmp_path / "examples.png").exists() and (tmp_path / "metrics.json").exists()
+    # the evidence diagnostic's peak pointing game is the CAM row's, on the same images
+    cam4 = next(r for r in result["rows"] if r["method"] == "cam")
+    assert result["cam_evidence"]["n"] == 6
+    assert result["cam_evidence"]["peak_pointing_game"] == cam4["pointing_game"]
+    assert "Where the block-4 CAM peak looks" in (tmp_path / "report.md").read_text()
 
 
 def run_script(*args):
