@@ -11,6 +11,7 @@ continues exactly where ``last.pt`` left off because each epoch reseeds all RNGs
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,11 @@ class FitConfig:
     args: dict = field(default_factory=dict)  # stored in the checkpoints
 
 
+def _quiet() -> bool:
+    """No progress bars on ranks other than 0, nor when TQDM_DISABLE is set (parallel workers log to files)."""
+    return not is_main_process() or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+
+
 def _amp_dtype(device: torch.device):
     if device.type != "cuda":
         return None
@@ -107,7 +113,7 @@ def evaluate(model, dataset, step: StepFn, device, metric_fn=None, batch_size: i
     model.eval()
     losses, outs, tgts = [], [], []
     amp = _amp_dtype(device)
-    for batch in tqdm(_loader(dataset, cfg, False, 0), desc=desc, leave=False, disable=not is_main_process()):
+    for batch in tqdm(_loader(dataset, cfg, False, 0), desc=desc, leave=False, disable=_quiet()):
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss, outputs, targets = step(model, batch, device)
         n = len(targets)
@@ -139,7 +145,7 @@ def predict(model, dataset, fn: Callable, device, batch_size: int = 16, workers:
     model.eval()
     amp = _amp_dtype(device)
     outs = []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not is_main_process()):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=_quiet()):
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             outs.append(fn(model, batch, device).detach().float().cpu())
     model.train(was_training)
@@ -191,7 +197,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
         t0 = time.perf_counter()
         loss_sum = torch.zeros(2, dtype=torch.float64)
         bar = tqdm(_loader(train_set, cfg, True, epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not is_main_process())
+                   disable=_quiet())
         for i, batch in enumerate(bar):
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss, _, targets = step(net, batch, device)
