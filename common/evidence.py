@@ -28,7 +28,7 @@ def _distance_to_mask(mask: np.ndarray, y: int, x: int) -> float:
 
 
 def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16) -> dict:
-    """Per abnormal image: (peak distance, evidence distance) in pixels from the CAM peak at ``layer``
+    """Per abnormal image: (peak distance, evidence distance) in pixels from the class-1 CAM peak at ``layer``
     (default: the features the linear head pools) to the lesion mask. Returns arrays "peak", "evidence".
     """
     head = linear_head(model)
@@ -43,7 +43,8 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
             with torch.enable_grad():
                 model(x)
                 feats = cap.activations["f"]  # (B, C, h, w)
-                w = head.weight[0].detach()  # binary head: the abnormal logit; class 1
+                # class 1 ("abnormal"): the logit of a 1-output head, row 1 of a K-output head
+                w = head.weight[min(1, head.weight.shape[0] - 1)].detach()
                 cam = torch.einsum("c,bchw->bhw", w, feats)[:, None]
                 cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
                 flat = cam.flatten(1)  # (B, H*W)
