@@ -14,6 +14,7 @@ Usage: python benchmarks/cam_recipes.py --quick                       (2 recipes
 import argparse
 import concurrent.futures
 import contextlib
+import json
 import multiprocessing
 import os
 import sys
@@ -94,8 +95,6 @@ def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: i
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "scores.json"
     if done.exists():
-        import json
-
         return json.loads(done.read_text())
     from common.xray_train import train_classifier
 
@@ -144,7 +143,9 @@ def get_args(argv=None):
     p.add_argument("--jobs", type=int, default=1, help="trainings at once, in separate processes")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="CPU threads per job (0: cores / jobs)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/cam_recipes"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder; a finished run's scores.json there is reused (default: "
+                        "benchmarks/results/cam_recipes, or runs/cam_recipes_quick with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (2 recipes, 1 seed, 1 epoch at 64 px)")
     args = p.parse_args(argv)
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
@@ -153,6 +154,8 @@ def get_args(argv=None):
         p.error(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
     if args.quick:
         args.recipes, args.seeds, args.n_eval = args.recipes[:2], 1, 4
+    if args.out is None:  # never mix a smoke run's scores into the measured ones
+        args.out = Path("runs/cam_recipes_quick" if args.quick else "benchmarks/results/cam_recipes")
     return args
 
 
