@@ -6,6 +6,7 @@ process group (gloo on CPU, nccl on CUDA) from the environment variables torchru
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 from dataclasses import dataclass
@@ -94,7 +95,11 @@ def barrier() -> None:
 
 
 def cleanup_distributed() -> None:
+    """Leave the process group together: a rank that tears it down while another still uses it (rank 0
+    writing the last checkpoint) made gloo abort that rank with "terminate called without an active exception"."""
     if is_distributed():
+        gc.collect()  # DDP wrappers left in reference cycles still hold gloo work objects
+        dist.barrier()
         dist.destroy_process_group()
 
 
