@@ -12,7 +12,6 @@ Usage: python 01_WeaklySupervised/train_sizeloss.py --variant presize --weak ero
 """
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -32,7 +31,7 @@ from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
-from common.runtime import log, seed_everything, setup_run  # noqa: E402
+from common.runtime import log, seed_everything, setup_run, worker_log  # noqa: E402
 from common.viz import curves, image_grid  # noqa: E402
 from common.wss import (VARIANTS, WEAK_KINDS, WeakVolumes, collate_volumes, dice_by_volume, load_cardiac,  # noqa: E402
                         make_step, volume_dice_metric)
@@ -137,11 +136,7 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
 
 def _table_job(args, variant: str, weak: str, seed: int, out: str, device: str, threads: int) -> dict:
     """One table run in a worker process: quiet console, full log in <out>/train.log."""
-    os.environ["TQDM_DISABLE"] = "1"
-    if threads:
-        torch.set_num_threads(threads)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with open(Path(out) / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with worker_log(out, threads):
         run = train_one(args, variant, weak, seed, Path(out), torch.device(device))
     return {key: val for key, val in run.items() if key != "history"}
 

@@ -13,7 +13,6 @@ Usage: python benchmarks/cam_recipes.py --quick                       (2 recipes
 
 import argparse
 import concurrent.futures
-import contextlib
 import json
 import multiprocessing
 import os
@@ -28,7 +27,7 @@ import torch  # noqa: E402
 
 from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
-from common.runtime import choose_device  # noqa: E402
+from common.runtime import choose_device, worker_log  # noqa: E402
 
 # name -> overrides of common.xray_train.DEMO (v4: arch "mini" at cam_stride 4, 24 epochs); "arch_spec"
 # defines a DenseNet layout for this sweep only. "tiny_s8" is the v3 demo model.
@@ -88,9 +87,6 @@ def score_model(model, size: int, n: int, device) -> dict:
 
 def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: int, quick: bool) -> dict:
     """Train one recipe/seed (resumes a killed run) and score its CAMs; quiet console, log in <out>/train.log."""
-    os.environ["TQDM_DISABLE"] = "1"
-    if threads:
-        torch.set_num_threads(threads)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "scores.json"
@@ -101,7 +97,7 @@ def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: i
     args = recipe_args(name, seed, quick)
     dev = torch.device(device)
     t0 = time.perf_counter()
-    with open(out_dir / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with worker_log(out_dir, threads):
         model, result = train_classifier(args, dev, out_dir)
         seconds = time.perf_counter() - t0
         scores = score_model(model.eval(), args.size, n_eval, dev)

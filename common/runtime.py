@@ -6,6 +6,7 @@ process group (gloo on CPU, nccl on CUDA) from the environment variables torchru
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
@@ -101,6 +102,18 @@ def cleanup_distributed() -> None:
         gc.collect()  # DDP wrappers left in reference cycles still hold gloo work objects
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def worker_log(out: str | os.PathLike, threads: int = 0):
+    """For a training run in a worker process: no progress bars, ``threads`` torch threads (0: keep),
+    stdout and stderr appended to <out>/train.log (the parent prints one line per finished run)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    if threads:
+        torch.set_num_threads(threads)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        yield
 
 
 def log(*parts, **kwargs) -> None:
