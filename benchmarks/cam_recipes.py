@@ -85,11 +85,31 @@ def score_model(model, size: int, n: int, device) -> dict:
     return out
 
 
-def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: int, quick: bool) -> dict:
-    """Train one recipe/seed (resumes a killed run) and score its CAMs; quiet console, log in <out>/train.log."""
+def rescore(name: str, seed: int, out_dir: Path, dev: torch.device, n_eval: int, quick: bool) -> dict:
+    """Score a finished run's kept best.pt again (after the scorer or the phantom's masks changed); no training."""
+    from common.models import build_densenet, load_weights
+
+    old = json.loads((out_dir / "scores.json").read_text())
+    args = recipe_args(name, seed, quick)
+    model = build_densenet(args.arch, num_outputs=1, cam_stride=args.cam_stride)
+    load_weights(model, out_dir / "best.pt")
+    old["scores"] = score_model(model.to(dev).eval(), args.size, n_eval, dev)
+    old["rescored"] = time.strftime("%Y-%m-%d")
+    save_json(out_dir / "scores.json", old)
+    return old
+
+
+def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: int, quick: bool,
+            again: bool = False) -> dict:
+    """Train one recipe/seed (resumes a killed run) and score its CAMs; quiet console, log in <out>/train.log.
+
+    A finished run's scores are reused; ``again`` scores its kept weights anew instead."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "scores.json"
+    if done.exists() and again and (out_dir / "best.pt").exists():
+        with worker_log(out_dir, threads):
+            return rescore(name, seed, out_dir, torch.device(device), n_eval, quick)
     if done.exists():
         return json.loads(done.read_text())
     from common.xray_train import train_classifier
@@ -143,6 +163,8 @@ def get_args(argv=None):
                    help="results folder; a finished run's scores.json there is reused (default: "
                         "benchmarks/results/cam_recipes, or runs/cam_recipes_quick with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (2 recipes, 1 seed, 1 epoch at 64 px)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score finished runs' kept weights again instead of reusing their scores.json")
     args = p.parse_args(argv)
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     unknown = [r for r in args.recipes if r not in RECIPES]
@@ -172,13 +194,17 @@ def main(args) -> dict:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=ctx) as pool:
         futures = {pool.submit(run_job, r, s, str(args.out / r / f"seed{s}"), str(device), threads, args.n_eval,
-                               args.quick): (r, s) for r, s in jobs}
+                               args.quick, args.rescore): (r, s) for r, s in jobs}
         for future in concurrent.futures.as_completed(futures):
             res = future.result()
             results.append(res)
             print(f"[{len(results)}/{len(jobs)}] {res['recipe']} seed {res['seed']}: AUROC {res['auroc']:.3f}, "
                   f"CAM b4 pointing game {res['scores']['cam_b4']['all']:.3f} ({res['train_seconds']:.0f} s)",
                   flush=True)
+    if args.rescore:
+        stale = [f"{x['recipe']}/seed{x['seed']}" for x in results if "rescored" not in x]
+        if stale:
+            print(f"not rescored (no kept best.pt, scores reused): {', '.join(sorted(stale))}", flush=True)
     costs = {r: step_time(r, device) for r in args.recipes}
     rows = []
     for r in args.recipes:

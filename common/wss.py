@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from common.errors import InputError
-from common.losses import (IGNORE_INDEX, bounds_from_masks, mask_sizes, partial_cross_entropy, size_penalty,
-                           volume_size_penalty)
+from common.losses import (IGNORE_INDEX, bounds_from_masks, mask_sizes, object_region, partial_cross_entropy,
+                           size_penalty, volume_size_penalty)
 from common.metrics import dice
 from common.weak_labels import BACKGROUND, make_weak_label
 
@@ -143,15 +143,17 @@ def make_step(variant: Variant):
         assert logits.shape[0] == x.shape[0] and logits.shape[-2:] == x.shape[-2:], tuple(logits.shape)
         if variant.full:
             return F.cross_entropy(logits.float(), mask), logits, mask
-        loss = partial_cross_entropy(logits.float(), batch["weak"].to(device))
+        weak = batch["weak"].to(device)                                # (N, H, W)
+        loss = partial_cross_entropy(logits.float(), weak)
+        region = object_region(weak)  # the whole image for seed labels, the box for a box label
         if variant.bounds == "volume":
             penalty = volume_size_penalty(logits.float(), batch["volume"].to(device), mask_sizes(mask),
-                                          margin=variant.margin)
+                                          margin=variant.margin, region=region)
             loss = loss + variant.lam * penalty
         elif variant.bounds is not None:
             # The masks stand in for the annotator: tags only for common/loose bounds, sizes for precise/upper.
             bounds = bounds_from_masks(variant.bounds, mask, margin=variant.margin)
-            loss = loss + variant.lam * size_penalty(logits.float(), bounds)
+            loss = loss + variant.lam * size_penalty(logits.float(), bounds, region=region)
         return loss, logits, mask
 
     return step

@@ -17,6 +17,7 @@ from common.losses import (
     labelled_fraction,
     loose_bounds,
     mask_sizes,
+    object_region,
     partial_cross_entropy,
     precise_bounds,
     scale_to_shape,
@@ -173,6 +174,41 @@ def test_volume_size_penalty_gradcheck():
     ids = torch.tensor([0, 1, 0, 1])
     sizes = torch.tensor([1.0, 6.0, 1.0, 6.0]).double()                # vol 0 too big, vol 1 too small
     assert gradcheck(lambda z: volume_size_penalty(z, ids, sizes, margin=0.1), (logits,))
+
+
+def test_object_region_is_everything_but_labelled_background():
+    weak = torch.tensor([[[0, U, 1], [U, 1, 0]]], dtype=torch.uint8)   # (1, 2, 3)
+    assert object_region(weak).tolist() == [[[False, True, True], [True, True, False]]]
+    seeds = torch.full((2, 4, 4), U, dtype=torch.uint8)
+    seeds[:, 1, 1] = 1
+    assert object_region(seeds).all()  # a seed label marks no background: sizes are unchanged
+
+
+def test_region_limits_the_soft_size_hand_computed():
+    logits = torch.zeros(2, 2, 4, 4)                                   # p = 1/2 everywhere
+    region = torch.zeros(2, 4, 4, dtype=torch.bool)
+    region[0, :2, :2] = True                                           # 4 pixels -> V = 2
+    region[1] = True                                                   # whole image -> V = 8
+    assert soft_size(logits, region=region).tolist() == [2.0, 8.0]
+    bounds = torch.tensor([[4.0, 6.0], [4.0, 6.0]])
+    assert size_penalty(logits, bounds, region=region).item() == pytest.approx(((2 - 4) ** 2 / 16 + (8 - 6) ** 2 / 16) / 2)
+    # per volume: both slices in one volume, V = 2 + 8 = 10, T = 3 + 3 = 6, margin 0 -> (10 - 6)^2 / 16
+    got = volume_size_penalty(logits, torch.tensor([0, 0]), torch.tensor([3.0, 3.0]), margin=0.0, region=region)
+    assert got.item() == pytest.approx(16 / 16)
+    assert soft_size(logits, region=torch.ones(2, 4, 4, dtype=torch.bool)).tolist() == soft_size(logits).tolist()
+
+
+def test_box_size_cannot_be_met_by_a_haze_outside_the_box():
+    """Background pixels labelled by a box carry a faint foreground haze: it must not count as object size."""
+    logits = torch.zeros(1, 2, 16, 16)
+    logits[:, 1] = -2.2                                                # p(fg) ~ 0.1 everywhere
+    weak = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    weak[:, 4:8, 4:8] = U                                              # a 4x4 box, unlabelled inside
+    bounds = torch.tensor([[22.0, 28.0]])                              # V over the image: 256 x 0.0998 = 25.5
+    whole, boxed = soft_size(logits), soft_size(logits, region=object_region(weak))
+    assert 22.0 <= whole.item() <= 28.0 and size_penalty(logits, bounds).item() == 0.0   # the loophole
+    assert boxed.item() == pytest.approx(16 * torch.sigmoid(torch.tensor(-2.2)).item(), rel=1e-5)
+    assert size_penalty(logits, bounds, region=object_region(weak)).item() > 0.5
 
 
 # ------------------------------------------------------------------------------------------ bounds

@@ -162,3 +162,25 @@ def test_bad_arguments_raise():
         render_bone(0, SIZE, marker_corner="middle")
     img, _, _ = render_bone(np.random.default_rng(0), SIZE)  # a Generator works as the seed too
     assert img.shape == (SIZE, SIZE)
+
+
+def test_mask_marks_only_what_the_collimator_lets_through():
+    """A lesion part under a shutter is not in the image, so it must not be in the annotation."""
+    clipped = 0
+    for seed in [*range(20), 68, 76, 109]:  # the last three have a plate reaching under a shutter
+        img, mask, meta, layers = render_bone(seed, 64, lesion_type="hardware", layers=True)
+        assert (layers["field"][mask > 0] > 0.5).all()
+        assert mask.any() and meta["lesion_pixels"] == int(mask.sum())
+        clipped += bool(((layers["metal"] > 0) & (layers["field"] <= 0.5)).any())
+    assert clipped > 0  # the case arises in these seeds, so the check above has teeth
+
+
+def test_metal_is_the_brightest_thing_on_the_limb():
+    """Hardware is nearly radiopaque: brighter than the densest bone of the same exposure."""
+    for seed in range(12):
+        img, mask, _, layers = render_bone(seed, 128, lesion_type="hardware", layers=True)
+        core = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0  # away from the blurred edge
+        bone = (layers["bone"] > 0) & (cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0) & (layers["field"] > 0.5)
+        if core.sum() < 5:
+            continue
+        assert np.median(img[core]) > np.percentile(img[bone], 99), seed

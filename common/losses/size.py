@@ -30,11 +30,33 @@ from torch import Tensor, nn
 REFERENCE_SHAPE = (256, 256)  # image size for which Kervadec's common bounds [60, 2000] (ACDC LV) were set
 
 
-def soft_size(logits: Tensor, cls: int = 1) -> Tensor:
-    """Soft size of class ``cls`` per image (Kervadec 2019, Eq. 4): sum of its softmax probabilities, (B,)."""
+def soft_size(logits: Tensor, cls: int = 1, region: Tensor | None = None) -> Tensor:
+    """Soft size of class ``cls`` per image (Kervadec 2019, Eq. 4): sum of its softmax probabilities, (B,).
+
+    ``region`` (B, H, W) bool, when given, limits the sum to those pixels (see :func:`object_region`).
+    """
     assert logits.dim() == 4, f"logits must be (B, C, H, W), got {tuple(logits.shape)}"
     assert 0 <= cls < logits.shape[1], f"class {cls} out of range for {logits.shape[1]} channels"
-    return F.softmax(logits, dim=1)[:, cls].sum(dim=(1, 2))          # (B,)
+    prob = F.softmax(logits, dim=1)[:, cls]                          # (B, H, W)
+    if region is not None:
+        assert region.shape == prob.shape, f"region must be {tuple(prob.shape)}, got {tuple(region.shape)}"
+        prob = prob * region.to(prob.dtype)
+    return prob.sum(dim=(1, 2))                                      # (B,)
+
+
+def object_region(weak: Tensor, background: int = 0) -> Tensor:
+    """Where the object may lie: every pixel the weak label (B, H, W) does not mark ``background``.
+
+    Seed labels (eroded mask, points) mark no background, so this is the whole image and changes nothing.
+    A box marks everything outside it: a size measured over the whole image can then be met by a faint
+    haze of probability spread over the many background pixels (each below 0.5, so no pixel is segmented)
+    -- the cross-entropy there barely objects. Measured inside the box only, the size has to be reached
+    where the object is. This is the box prior of Kervadec et al., "Bounding boxes for weakly supervised
+    segmentation: Global constraints get close to full supervision", MIDL 2020 (https://arxiv.org/abs/2004.06816),
+    whose emptiness constraint forbids any foreground outside the box.
+    """
+    assert weak.dim() == 3, f"weak label must be (B, H, W), got {tuple(weak.shape)}"
+    return weak != background
 
 
 def _check_bounds(bounds: Tensor, n: int) -> None:
@@ -51,10 +73,12 @@ def interval_penalty(size: Tensor, bounds: Tensor) -> Tensor:
     return F.relu(size - high) ** 2 + F.relu(low - size) ** 2
 
 
-def size_penalty(logits: Tensor, bounds: Tensor, cls: int = 1) -> Tensor:
-    """Size penalty (Kervadec 2019, Eq. 5): mean over images of C(V) / (H*W); logits (B, C, H, W), bounds (B, 2)."""
+def size_penalty(logits: Tensor, bounds: Tensor, cls: int = 1, region: Tensor | None = None) -> Tensor:
+    """Size penalty (Kervadec 2019, Eq. 5): mean over images of C(V) / (H*W); logits (B, C, H, W), bounds (B, 2).
+
+    ``region`` (B, H, W) bool: measure V only there (:func:`object_region`)."""
     _, _, h, w = logits.shape
-    return (interval_penalty(soft_size(logits, cls), bounds) / (h * w)).mean()
+    return (interval_penalty(soft_size(logits, cls, region), bounds) / (h * w)).mean()
 
 
 class SizePenalty(nn.Module):
@@ -69,7 +93,7 @@ class SizePenalty(nn.Module):
 
 
 def volume_size_penalty(logits: Tensor, volume_ids: Tensor, slice_sizes: Tensor, margin: float = 0.1,
-                        cls: int = 1) -> Tensor:
+                        cls: int = 1, region: Tensor | None = None) -> Tensor:
     """3D size penalty (Kervadec 2019, Sec. 4 "3D", ``BatchNaivePenalty``): bound each volume's summed size.
 
     The batch holds 2D slices; ``volume_ids`` (B,) says which volume each comes from and ``slice_sizes`` (B,) is
@@ -77,6 +101,7 @@ def volume_size_penalty(logits: Tensor, volume_ids: Tensor, slice_sizes: Tensor,
     bounded by [(1 - margin) T, (1 + margin) T], T the summed true size of the same slices (the whole volume's
     size when the batch holds all its slices, as the reference's ``--group_train`` arranges).
     Returns the mean over volumes of C(V) / (H*W): divided by one slice's area, as in the reference.
+    ``region`` (B, H, W) bool: measure the slices' sizes only there (:func:`object_region`).
     """
     b, _, h, w = logits.shape
     assert volume_ids.shape == (b,), f"volume_ids must be (B,) = ({b},), got {tuple(volume_ids.shape)}"
@@ -84,7 +109,7 @@ def volume_size_penalty(logits: Tensor, volume_ids: Tensor, slice_sizes: Tensor,
     assert margin >= 0, "margin must be >= 0"
     _, inverse = torch.unique(volume_ids, return_inverse=True)
     n_vol = int(inverse.max()) + 1
-    pred = soft_size(logits, cls)                                           # (B,)
+    pred = soft_size(logits, cls, region)                                   # (B,)
     pred_vol = pred.new_zeros(n_vol).index_add(0, inverse, pred)            # (V,)
     true_vol = pred.new_zeros(n_vol).index_add(0, inverse, slice_sizes.to(pred).detach())
     bounds = torch.stack([(1 - margin) * true_vol, (1 + margin) * true_vol], dim=1).clamp(min=0)   # (V, 2)

@@ -143,8 +143,9 @@ def render_bone(rng_or_seed, size: int = 128, *, body_part: str | None = None, l
 
     The same seed with lesion_type="none" gives the identical limb without the lesion (and the same
     marker/noise streams), which makes paired normal/abnormal counterfactuals. layers=True appends a
-    dict of (H, W) float32 maps: "bone" (projected bone attenuation, >0 on the bone footprint) and
-    "marker" (the laterality marker's coverage in [0, 1]) -- ground truth for shortcut analyses.
+    dict of (H, W) float32 maps: "bone" (projected bone attenuation, >0 on the bone footprint), "metal"
+    (>0 on hardware), "field" (1 inside the collimated field, 0 on the shutters) and "marker" (the
+    laterality marker's coverage in [0, 1]) -- ground truth for shortcut analyses.
     """
     if lesion_type != "none" and lesion_type not in LESION_TYPES:
         raise ValueError(f"lesion_type must be 'none' or one of {LESION_TYPES}, got {lesion_type!r}")
@@ -201,9 +202,11 @@ def render_bone(rng_or_seed, size: int = 128, *, body_part: str | None = None, l
     heel = scene.uniform(0, 2 * np.pi)
     img = img + np.float32(scene.uniform(0.0, 0.05)) * (X * np.float32(np.cos(heel)) + Y * np.float32(np.sin(heel)))
     img = img + (metal > 0) * (metal - img)
+    field = np.ones((size, size), np.float32)
     if scene.random() < 0.6:
         field, level = collimation(scene, X, Y)
         img = img * field + np.float32(level) * (1.0 - field)
+        mask &= field > 0.5  # what the shutters hide is not in the image, so not in the annotation
     if scene.random() < 0.4:  # view label, never in a marker corner
         layer, _ = text_layer(size, str(scene.choice(("AP", "PA", "LAT", "OBL"))), None, scene, (0.3, 0.5))
         img = img + layer * (np.float32(scene.uniform(0.8, 1.0)) - img)
@@ -229,7 +232,7 @@ def render_bone(rng_or_seed, size: int = 128, *, body_part: str | None = None, l
                 marker_x1=int(box[2]), marker_y1=int(box[3]), rotation_deg=float(np.degrees(rot)),
                 scale=float(scale), gamma=gamma, distractors=",".join(distractors) or "none")
     if layers:
-        return img, mask.astype(np.uint8), meta, {"bone": bone, "marker": layer}
+        return img, mask.astype(np.uint8), meta, {"bone": bone, "metal": metal, "field": field, "marker": layer}
     return img, mask.astype(np.uint8), meta
 
 

@@ -1,0 +1,32 @@
+"""benchmarks/cam_recipes.py: its smoke mode end to end, and re-scoring a finished run's kept weights."""
+
+import json
+import subprocess
+import sys
+
+from tests.helpers.scripts import ROOT
+
+
+def _sweep(out, *extra):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cam_recipes.py"), "--quick", "--recipes", "demo",
+                        "--threads", "1", "--device", "cpu", "--out", str(out), *extra],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_quick_sweep_then_rescore_gives_the_same_scores(tmp_path):
+    assert "[1/1] demo seed 0" in _sweep(tmp_path)
+    run = tmp_path / "demo" / "seed0"
+    first = json.loads((run / "scores.json").read_text())
+    assert (run / "best.pt").exists() and not (run / "last.pt").exists()
+    assert set(first["scores"]) == {"cam_b4", "layercam_b4", "layercam_b3", "layercam_b2", "detected"}
+    assert (tmp_path / "report.md").exists()
+    # a finished run is reused as it is ...
+    marked = {**first["scores"], "cam_b4": {k: -1.0 for k in first["scores"]["cam_b4"]}}
+    (run / "scores.json").write_text(json.dumps({**first, "scores": marked}))
+    assert "pointing game -1.000" in _sweep(tmp_path)
+    # ... and --rescore loads the kept weights with the recipe's arch and CAM stride: the scores come back exactly
+    _sweep(tmp_path, "--rescore")
+    second = json.loads((run / "scores.json").read_text())
+    assert second["scores"] == first["scores"] and second["auroc"] == first["auroc"] and "rescored" in second
