@@ -62,6 +62,8 @@ def get_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (0: torch's default)")
     p.add_argument("--table", action="store_true", help="train every row of the table and write it")
     p.add_argument("--seeds", type=int, default=None, help="seeds per table row (default 1 quick, 3 full)")
+    p.add_argument("--rows", default=None,
+                   help="with --table: only these rows, a comma list of variant/weak (e.g. fs/erosion,3d_size/box)")
     p.add_argument("--jobs", type=int, default=1,
                    help="table runs trained at once in separate processes (a GPU or many cores); logs go to "
                         "<out>/<row>/seed<k>/train.log")
@@ -73,6 +75,11 @@ def get_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    known = [f"{v}/{w}" for v, w, _ in TABLE_ROWS]
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else known
+    unknown = [r for r in args.rows if r not in known]
+    if unknown or not args.rows:
+        p.error(f"--rows: unknown or no table row(s) {unknown}; choose from {', '.join(known)}")
     args.batch_size = args.batch_size or 1
     shown = argv if argv is not None else sys.argv[1:]
     args.command = "python 01_WeaklySupervised/train_sizeloss.py " + " ".join(shlex.quote(a) for a in shown)
@@ -170,14 +177,15 @@ def run_table(args, device) -> dict:
     """Every row of TABLE_ROWS over ``args.seeds`` seeds: markdown + JSON table and a prediction figure."""
     t0 = time.perf_counter()
     # seed-major order: a table cut short (or run in parallel) has every row's first seed before any second
+    table_rows = [row for row in TABLE_ROWS if f"{row[0]}/{row[1]}" in args.rows]
     jobs = [(variant, weak, args.seed + k, args.out / f"{variant}_{weak}" / f"seed{k}")
-            for k in range(args.seeds) for variant, weak, _ in TABLE_ROWS]
+            for k in range(args.seeds) for variant, weak, _ in table_rows]
     runs = _train_runs(args, jobs, device)
     by_row = {}
     for run in runs:
         by_row.setdefault((run["variant"], run["weak"]), []).append(run)
     rows, figures = [], []
-    for variant, weak, paper in TABLE_ROWS:
+    for variant, weak, paper in table_rows:
         scores = sorted(by_row[(variant, weak)], key=lambda s: s["seed"])
         best = np.array([s["best_dice3d"] for s in scores])
         last = np.array([s["last_dice3d"] for s in scores])
@@ -188,11 +196,13 @@ def run_table(args, device) -> dict:
                      "mean": float(best.mean()), "std": float(best.std()), "seeds": len(scores)})
         figures.append(args.out / f"{variant}_{weak}" / "seed0" / "predictions.png")
     seconds = time.perf_counter() - t0
-    fs = rows[0]["mean"]
-    ratios = {r["method"] + "/" + r["weak label"]: r["mean"] / fs if fs > 0 else float("nan") for r in rows}
-    best_size = max(r["mean"] for r in rows if VARIANTS[r["method"]].bounds is not None)
-    goals = {"fs_dice": fs, "partial_over_fs": rows[1]["mean"] / fs if fs else float("nan"),
-             "best_size_over_fs": best_size / fs if fs else float("nan")}
+    nan = float("nan")
+    by_method = {r["method"]: r["mean"] for r in rows}  # fs and partial have one row each
+    fs = by_method.get("fs", nan)  # a --rows subset may leave out fs, partial or every size row: nan
+    ratios = {r["method"] + "/" + r["weak label"]: r["mean"] / fs if fs > 0 else nan for r in rows}
+    best_size = max([r["mean"] for r in rows if VARIANTS[r["method"]].bounds is not None], default=nan)
+    goals = {"fs_dice": fs, "partial_over_fs": by_method.get("partial", nan) / fs if fs > 0 else nan,
+             "best_size_over_fs": best_size / fs if fs > 0 else nan}
     table = {"rows": rows, "runs": runs, "ratios_to_fs": ratios, "goals": goals, "seconds": round(seconds, 1),
              "command": args.command, "quick": args.quick}
     save_json(args.out / "table.json", table)

@@ -66,14 +66,18 @@ def test_weak_label_stack_empty_slices():
     assert (boxes[0][8:20, 8:20] == IGNORE_INDEX).all() and boxes[0][0, 0] == 0
 
 
-def test_step_matches_hand_wired_losses():
-    """presize = partial CE + 0.05 * mean_i C(V_i)/(H W) with [0.9 s, 1.1 s]; fs = CE on all pixels."""
+def _one_volume(weak: str, cols: slice):
+    """A batch of one 2-slice 16x16 volume whose LV (label 3) is rows 4:10, ``cols`` of slice 0; random logits."""
     torch.manual_seed(0)
     masks = np.zeros((1, 2, 16, 16), np.int64)
-    masks[0, 0, 4:10, 4:10] = 3
-    ds = WeakVolumes([np.random.default_rng(0).random((2, 16, 16))], list(masks), "erosion")
-    batch = collate_volumes([ds[0]])
-    logits = torch.randn(2, 2, 16, 16)
+    masks[0, 0, 4:10, cols] = 3
+    ds = WeakVolumes([np.random.default_rng(0).random((2, 16, 16))], list(masks), weak)
+    return collate_volumes([ds[0]]), torch.randn(2, 2, 16, 16)
+
+
+def test_step_matches_hand_wired_losses():
+    """presize = partial CE + 0.05 * mean_i C(V_i)/(H W) with [0.9 s, 1.1 s]; fs = CE on all pixels."""
+    batch, logits = _one_volume("erosion", slice(4, 10))
     model = lambda x: logits  # noqa: E731
     loss, _, _ = make_step(VARIANTS["presize"])(model, batch, "cpu")
     size = torch.softmax(logits, 1)[:, 1].sum((1, 2))
@@ -87,6 +91,17 @@ def test_step_matches_hand_wired_losses():
     vol, _, _ = make_step(VARIANTS["3d_size"])(model, batch, "cpu")   # exact volume size 36, margin 0
     expected3d = partial_cross_entropy(logits, batch["weak"]) + 0.01 * (size.sum() - 36.0) ** 2 / 256
     assert float(vol) == pytest.approx(float(expected3d), rel=1e-5)
+
+
+def test_box_step_measures_the_size_inside_the_box_only():
+    """3d_size with a box label: the volume's soft size sums the box interiors; outside is CE background."""
+    batch, logits = _one_volume("box", slice(5, 9))
+    inside = batch["weak"] != 0                                      # (2, 16, 16): the box of slice 0, nothing in 1
+    assert int(inside.sum()) == 24 and not inside[1].any()
+    vol, _, _ = make_step(VARIANTS["3d_size"])(lambda x: logits, batch, "cpu")
+    size = (torch.softmax(logits, 1)[:, 1] * inside).sum()
+    expected = partial_cross_entropy(logits, batch["weak"]) + 0.01 * (size - 24.0) ** 2 / 256
+    assert float(vol) == pytest.approx(float(expected), rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ scripts
@@ -173,6 +188,16 @@ def test_train_sizeloss_table(tmp_path, monkeypatch):
     assert "paper/survey ACDC" in md and "0.8502" in md and "centroid" in md
     assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed0" / "predictions.png").exists()
     assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
+
+
+def test_train_sizeloss_table_rows_subset(tmp_path):
+    mod = _load("train_sizeloss")
+    out = mod.main(mod.get_args([*TINY, "--table", "--rows", "3d_size/box,fs/erosion", "--out", str(tmp_path)]))
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [(r["method"], r["weak label"]) for r in table["rows"]] == [("fs", "full mask"), ("3d_size", "box")]
+    assert np.isnan(out["goals"]["partial_over_fs"]) and not np.isnan(out["goals"]["best_size_over_fs"])
+    with pytest.raises(SystemExit):
+        mod.get_args([*TINY, "--table", "--rows", "fs/box"])
 
 
 def test_train_sizeloss_table_parallel_equals_serial(tmp_path, monkeypatch):
