@@ -87,13 +87,13 @@ def score_model(model, size: int, n: int, device) -> dict:
 
 def rescore(name: str, seed: int, out_dir: Path, dev: torch.device, n_eval: int, quick: bool) -> dict:
     """Score a finished run's kept best.pt again (after the scorer or the phantom's masks changed); no training."""
-    from common.models import build_densenet, load_weights
+    from common.xray_train import load_classifier
 
     old = json.loads((out_dir / "scores.json").read_text())
-    args = recipe_args(name, seed, quick)
-    model = build_densenet(args.arch, num_outputs=1, cam_stride=args.cam_stride)
-    load_weights(model, out_dir / "best.pt")
-    old["scores"] = score_model(model.to(dev).eval(), args.size, n_eval, dev)
+    args = recipe_args(name, seed, quick)  # registers a sweep-only arch_spec under its name
+    # the checkpoint's saved args give the CAM stride, which the weights cannot show
+    model, _ = load_classifier(out_dir / "best.pt", dev, arch=args.arch)
+    old["scores"] = score_model(model, args.size, n_eval, dev)
     old["rescored"] = time.strftime("%Y-%m-%d")
     save_json(out_dir / "scores.json", old)
     return old

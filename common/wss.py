@@ -145,7 +145,7 @@ def make_step(variant: Variant):
             return F.cross_entropy(logits.float(), mask), logits, mask
         weak = batch["weak"].to(device)                                # (N, H, W)
         loss = partial_cross_entropy(logits.float(), weak)
-        region = object_region(weak)  # the whole image for seed labels, the box for a box label
+        region = object_region(weak, BACKGROUND)  # the whole image for seed labels, the box for a box label
         if variant.bounds == "volume":
             penalty = volume_size_penalty(logits.float(), batch["volume"].to(device), mask_sizes(mask),
                                           margin=variant.margin, region=region)

@@ -191,7 +191,8 @@ def test_region_limits_the_soft_size_hand_computed():
     region[1] = True                                                   # whole image -> V = 8
     assert soft_size(logits, region=region).tolist() == [2.0, 8.0]
     bounds = torch.tensor([[4.0, 6.0], [4.0, 6.0]])
-    assert size_penalty(logits, bounds, region=region).item() == pytest.approx(((2 - 4) ** 2 / 16 + (8 - 6) ** 2 / 16) / 2)
+    expected = ((2 - 4) ** 2 / 16 + (8 - 6) ** 2 / 16) / 2
+    assert size_penalty(logits, bounds, region=region).item() == pytest.approx(expected)
     # per volume: both slices in one volume, V = 2 + 8 = 10, T = 3 + 3 = 6, margin 0 -> (10 - 6)^2 / 16
     got = volume_size_penalty(logits, torch.tensor([0, 0]), torch.tensor([3.0, 3.0]), margin=0.0, region=region)
     assert got.item() == pytest.approx(16 / 16)

@@ -26,6 +26,6 @@ from common.losses.size import (
 __all__ = [
     "IGNORE_INDEX", "PartialCrossEntropy", "labelled_fraction", "partial_cross_entropy",
     "BOUND_KINDS", "SizePenalty", "bounds_from_masks", "common_bounds", "interval_penalty", "loose_bounds",
-    "mask_sizes", "object_region", "precise_bounds", "scale_to_shape", "size_penalty", "soft_size", "tag_bounds", "upper_bounds",
-    "volume_size_penalty",
+    "mask_sizes", "object_region", "precise_bounds", "scale_to_shape", "size_penalty", "soft_size", "tag_bounds",
+    "upper_bounds", "volume_size_penalty",
 ]
