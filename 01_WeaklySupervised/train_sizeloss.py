@@ -13,6 +13,7 @@ Usage: python 01_WeaklySupervised/train_sizeloss.py --variant presize --weak ero
 
 import concurrent.futures
 import dataclasses
+import json
 import multiprocessing
 import os
 import shlex
@@ -110,7 +111,20 @@ def prediction_figure(model, val, device, path: Path, title: str, n: int = 6) ->
 
 
 def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> dict:
-    """Train one (variant, weak label, seed) and return its best and last validation Dice."""
+    """Train one (variant, weak label, seed) and return its best and last validation Dice.
+
+    Under ``--resume`` a run whose ``metrics.json`` says it finished with this configuration is not trained
+    again, so a table can be put together from runs trained elsewhere even when their checkpoints were not kept.
+    """
+    config = {"dataset": args.dataset, "size": args.size, "n_train": args.n_train, "n_val": args.n_val,
+              "epochs": args.epochs, "lr": args.lr, "lam": args.lam, "label": args.label}
+    done = out / "metrics.json"
+    if args.resume and done.exists():
+        summary = json.loads(done.read_text())
+        if (summary.get("config") == config and (summary["variant"], summary["weak"], summary["seed"]) ==
+                (variant, weak, seed) and len(summary["history"]) == args.epochs):
+            log(f"--- {variant} / {weak} / seed {seed}: finished earlier ({done}); not trained again")
+            return summary
     seed_everything(seed)
     train, val = load_sets(args, weak, seed)
     v = VARIANTS[variant]
@@ -136,7 +150,7 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
     last = dice_by_volume(pred.astype(bool), batch["mask"].numpy().astype(bool), val.slice_volume_ids())
     summary = {"variant": variant, "weak": weak, "seed": seed, "lambda": v.lam, "best_epoch": best["epoch"],
                "best_dice3d": best["val_dice3d"], "best_dice2d": best["val_dice2d"], "last_dice3d": last["dice3d"],
-               "last_dice2d": last["dice2d"], "n_val_volumes": last["n_volumes"], "history": hist}
+               "last_dice2d": last["dice2d"], "n_val_volumes": last["n_volumes"], "config": config, "history": hist}
     save_json(out / "metrics.json", summary)
     return summary
 
