@@ -176,6 +176,22 @@ def test_train_sizeloss_one_epoch_and_resume(tmp_path):
     assert again["best_epoch"] in (1, 2)
 
 
+
+def test_train_sizeloss_resume_skips_a_finished_run(tmp_path, monkeypatch):
+    """A run whose metrics.json says it finished with this configuration is reused without its checkpoints."""
+    mod = _load("train_sizeloss")
+    argv = [*TINY, "--variant", "presize", "--out", str(tmp_path), "--resume"]
+    first = mod.main(mod.get_args(argv))
+    for name in ("last.pt", "best.pt"):
+        (tmp_path / name).unlink()
+    monkeypatch.setattr(mod, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = mod.main(mod.get_args(argv))
+    assert again == first
+    with pytest.raises(BaseException, match="trained again"):  # another lr is another run: it trains
+        mod.main(mod.get_args([*argv, "--lr", "2e-3"]))
+    with pytest.raises(BaseException, match="trained again"):  # so does another variant in the same folder
+        mod.main(mod.get_args([*argv[:-3], "--variant", "size", "--out", str(tmp_path), "--resume"]))
+
 def test_train_sizeloss_table(tmp_path, monkeypatch):
     mod = _load("train_sizeloss")
     monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502), ("partial", "erosion", 0.1372),
