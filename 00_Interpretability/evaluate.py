@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
@@ -65,6 +67,7 @@ def main(args):
                         threshold=args.threshold, faithfulness=args.faithfulness, batch_size=args.batch_size)
     rows = res["rows"]
     detected = float((res["probs"] > 0.5).mean())
+    split = pointing_by_detection(res, ("cam", 4, "lesion"))
     ex = res["examples"]
     keys = [(m, k) for m in methods for k in blocks if (m, k) in ex["maps"]]
     n_ex = len(ex["images"])
@@ -90,16 +93,38 @@ def main(args):
         f"Model: {info['arch']} ({info['source']}); {len(data)} abnormal phantom images at {size} px, "
         f"{detected:.0%} of them classified abnormal. Pointing-game tolerance {args.tolerance} px; IoU at "
         f"{args.threshold} x max; deletion/insertion over {args.faithfulness} images (lower deletion and higher "
-        "insertion AUC = more faithful).", verdict, markdown_table(rows, cols), evidence,
+        "insertion AUC = more faithful).", verdict, split["text"], markdown_table(rows, cols), evidence,
         "![maps with the lesion outlined](examples.png)"])
     result = {"model": info, "n": len(data), "detected": detected, "rows": rows, "cam_evidence": ev,
+              "cam_block4_by_detection": {k: v for k, v in split.items() if k != "text"},
               "cam_block4_pointing_game": cam4["pointing_game"] if cam4 else None}
     save_json(ctx.out / "metrics.json", result)
     print(markdown_table(rows, cols))
     if verdict:
         print(verdict.replace("**", ""))
+    print(split["text"])
     print(evidence.replace("`", ""))
     return result
+
+
+def pointing_by_detection(res: dict, key: tuple) -> dict:
+    """Pointing game of one map over the images the model classifies abnormal (p > 0.5) and over those it misses."""
+    hits = res["hits"].get(key)
+    if hits is None:
+        return {"text": ""}
+    found, scored = res["probs"] > 0.5, ~np.isnan(hits)
+    out = {}
+    for name, sel in (("detected", found & scored), ("missed", ~found & scored)):
+        out[name] = {"n": int(sel.sum()), "pointing_game": float(hits[sel].mean()) if sel.any() else None}
+
+    def fmt(d):
+        return "n/a" if d["pointing_game"] is None else f"{d['pointing_game']:.3f} (n = {d['n']})"
+
+    method, block, _ = key
+    out["text"] = (f"{method.upper() if method == 'cam' else method} block {block} pointing game over the images "
+                   f"the model classifies abnormal (p > 0.5): {fmt(out['detected'])}; over those it misses: "
+                   f"{fmt(out['missed'])}.")
+    return out
 
 
 if __name__ == "__main__":

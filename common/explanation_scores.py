@@ -40,9 +40,11 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
     """Per method and layer: mean scores over the dataset (and up to ``keep`` maps for figures).
 
     faithfulness: number of images (from the start) that also get deletion/insertion AUCs.
-    Returns {"rows": [...], "examples": {...}, "probs": (N,)}.
+    Returns {"rows": [...], "examples": {...}, "probs": (N,), "hits": {(method, layer, region): (N,)}}, where
+    ``hits`` holds each image's pointing-game hit (1.0 / 0.0; NaN where the image has no such region).
     """
     scores: dict = defaultdict(lambda: defaultdict(list))
+    hits: dict = defaultdict(dict)  # key -> {image index: hit}
     examples = {"images": [], "masks": [], "maps": defaultdict(list)}
     probs, seen = [], 0
 
@@ -64,7 +66,9 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
                         if not rm[i].any():
                             continue
                         key = (m, k, r)
-                        scores[key]["pointing_game"].append(pointing_game(bm[i], rm[i], tolerance))
+                        hit = pointing_game(bm[i], rm[i], tolerance)
+                        scores[key]["pointing_game"].append(hit)
+                        hits[key][seen + i] = hit
                         scores[key]["energy_pg"].append(energy_pointing_game(bm[i], rm[i]))
                         scores[key]["iou"].append(iou(bm[i] >= threshold, rm[i]))
                     if seen + i < faithfulness:
@@ -89,4 +93,9 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
             row.update({name: float(np.mean(v)) for name, v in f.items()})
         rows.append(row)
     rows.sort(key=lambda r: (r["region"], list(methods).index(r["method"]), -r["block"]))
-    return {"rows": rows, "examples": examples, "probs": np.concatenate(probs) if probs else np.empty(0)}
+    per_image = {}
+    for key, by_index in hits.items():
+        per_image[key] = np.full(seen, np.nan)
+        per_image[key][list(by_index)] = list(by_index.values())
+    return {"rows": rows, "examples": examples, "probs": np.concatenate(probs) if probs else np.empty(0),
+            "hits": per_image}

@@ -61,6 +61,9 @@ def test_peak_pointing_game_agrees_with_score_dataset():
     model = build_densenet("tiny", num_outputs=1, cam_stride=8).eval()
     data = BoneXrayPhantom(n=6, size=64, seed=3, abnormal_fraction=1.0)
     off = summarize_offsets(cam_evidence_offsets(model, data, torch.device("cpu"), batch_size=4), tolerance=4)
-    rows = score_dataset(model, data, ("cam",), {4: model.cam_layers()[4]}, torch.device("cpu"), tolerance=4,
-                         keep=0)["rows"]
+    res = score_dataset(model, data, ("cam",), {4: model.cam_layers()[4]}, torch.device("cpu"), tolerance=4,
+                        keep=0)
+    rows = res["rows"]
     assert off["n"] == 6 and off["peak_pointing_game"] == rows[0]["pointing_game"]
+    hits = res["hits"][("cam", 4, "lesion")]  # one hit per image, in dataset order
+    assert hits.shape == (6,) and set(hits) <= {0.0, 1.0} and hits.mean() == rows[0]["pointing_game"]

@@ -57,6 +57,22 @@ def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
     assert result["cam_evidence"]["n"] == 6
     assert result["cam_evidence"]["peak_pointing_game"] == cam4["pointing_game"]
     assert "Where the block-4 CAM peak looks" in (tmp_path / "report.md").read_text()
+    # the detected / missed split re-weights to the CAM row's pointing game
+    split = result["cam_block4_by_detection"]
+    assert split["detected"]["n"] + split["missed"]["n"] == 6
+    parts = [(d["n"], d["pointing_game"]) for d in split.values() if d["n"]]
+    assert sum(n * pg for n, pg in parts) / 6 == pytest.approx(cam4["pointing_game"])
+
+
+def test_pointing_by_detection_hand_computed():
+    evaluate = load("evaluate")
+    res = {"probs": np.array([0.9, 0.2, 0.7, 0.1, 0.6]),
+           "hits": {("cam", 4, "lesion"): np.array([1.0, 0.0, 0.0, np.nan, 1.0])}}
+    split = evaluate.pointing_by_detection(res, ("cam", 4, "lesion"))
+    assert split["detected"] == {"n": 3, "pointing_game": pytest.approx(2 / 3)}
+    assert split["missed"] == {"n": 1, "pointing_game": 0.0}  # the image without a lesion region is left out
+    assert "0.667 (n = 3)" in split["text"] and "0.000 (n = 1)" in split["text"]
+    assert evaluate.pointing_by_detection(res, ("gradcam", 4, "lesion")) == {"text": ""}
 
 
 def run_script(*args):
