@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.io.atomic import atomic_path, save_json  # noqa: E402
 
 
@@ -59,7 +60,7 @@ DEMOS: dict[str, Demo] = {
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CPU-sized settings for every demo")
     p.add_argument("--only", default=None, help="comma-separated demo names to run (default: all)")
     p.add_argument("--out", type=Path, default=ROOT / "results", help="where results and REPORT.md go")

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
+from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
@@ -54,9 +54,10 @@ def main(args):
     if args.dataset != "phantom":
         raise InputError(f"--dataset {args.dataset} has no lesion masks, so explanations cannot be scored against "
                          "them", hint="score on the phantom; on MURA, look at gradcam.py's maps instead")
-    ctx = setup_run(args)
     methods = parse_methods(args)
     blocks = parse_layers(args.layers)
+    check_methods_layers(methods, blocks)
+    ctx = setup_run(args)
     model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
     size = args.size or info.get("size") or 320
     from common.phantoms import BoneXrayPhantom

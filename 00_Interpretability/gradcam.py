@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.cam import explain  # noqa: E402
-from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
+from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.datasets._common import pad_to_square, resize_image  # noqa: E402
 from common.errors import cli_main  # noqa: E402
@@ -89,9 +89,10 @@ def back_to_original(m: np.ndarray, box, shape) -> np.ndarray:
 
 
 def main(args):
-    ctx = setup_run(args)
     methods = parse_methods(args)
     blocks = parse_layers(args.layers)
+    check_methods_layers(methods, blocks)
+    ctx = setup_run(args)
     items = read_inputs(args)
     model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
     size = args.size or info.get("size") or 320

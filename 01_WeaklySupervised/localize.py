@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from common.cam import explain  # noqa: E402
-from common.cam.options import add_cam_args, parse_layers, parse_methods  # noqa: E402
+from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
@@ -71,8 +71,11 @@ def parse_thresholds(text: str) -> list:
 
 def main(args):
     thresholds = parse_thresholds(args.thresholds)
+    if args.n < 1 or args.batch_size < 1:
+        raise InputError(f"--n {args.n} and --batch-size {args.batch_size} must both be at least 1")
     methods = parse_methods(args)
     blocks = parse_layers(args.layers)
+    check_methods_layers(methods, blocks)
     ctx = setup_run(args)
     model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
     size = args.size or info.get("size") or 320
@@ -103,7 +106,8 @@ def main(args):
     titles, images, heat, cont, boxes = [], [], [], [], []
     for img, mask, sal, region, box, gt in figure:
         images += [img, img, img]
-        titles += ["CAM heatmap", f"binary (>= {thresholds[0]} x max)", "box (pred) vs lesion box"]
+        cut = "Otsu" if thresholds[0] == "otsu" else f">= {thresholds[0]} x max"
+        titles += [f"{next(iter(methods))} block {blocks[0]}", f"binary ({cut})", "box (pred) vs lesion box"]
         heat += [sal, None, None]
         cont += [[mask], [region], [mask]]
         boxes += [[], [], [gt, box]]

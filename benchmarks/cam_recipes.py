@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import choose_device, worker_log  # noqa: E402
@@ -152,7 +153,7 @@ def step_time(name: str, device, steps: int = 6) -> float:
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
     p.add_argument("--seeds", type=int, default=2, help="training seeds per recipe")
     p.add_argument("--n-eval", type=int, default=60, help="abnormal images per lesion type to score")

@@ -29,12 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.cam import ScoreCAM, explain  # noqa: E402
 from common.models import ARCHS, block_layers, build_densenet  # noqa: E402
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = OneLineErrorParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS))
     p.add_argument("--size", type=int, default=320, help="input height = width")

@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.losses import bounds_from_masks, partial_cross_entropy, size_penalty  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
@@ -29,7 +30,7 @@ from common.weak_labels import make_weak_label  # noqa: E402
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = OneLineErrorParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="square input sizes (multiples of 8)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.engine import FitConfig, fit, supervised_step  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.report import markdown_table  # noqa: E402
@@ -76,7 +77,7 @@ def engine(data, args, device):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, default=5)

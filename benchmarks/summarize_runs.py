@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import OneLineErrorParser  # noqa: E402
 from common.report import markdown_table  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def summarize(root: Path, metric: str, ref: str | None) -> list[dict]:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path, help="folder of run folders, each with a metrics.csv")
     p.add_argument("--metric", default="val_dice3d", help="column to summarize (higher is better)")
     p.add_argument("--ref", default=None, help="run folder the ratios are taken to")

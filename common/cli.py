@@ -8,9 +8,16 @@ from pathlib import Path
 from common.runtime import DEVICE_CHOICES
 
 
-def make_parser(doc: str | None) -> argparse.ArgumentParser:
-    """A parser whose description is the script's docstring and whose help shows defaults."""
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block above them), exit status 2 as argparse's."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def make_parser(doc: str | None, formatter=argparse.ArgumentDefaultsHelpFormatter) -> argparse.ArgumentParser:
+    """A parser whose description is the script's docstring, whose help shows defaults and whose errors are one line."""
+    return OneLineErrorParser(description=doc, formatter_class=formatter)
 
 
 def add_common_args(

@@ -98,6 +98,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
         (["--img", good, "--checkpoint", tmp_path / "cut.pt"], "truncated or corrupt"),
         (["--img", good, "--checkpoint", tmp_path / "d121.pt", "--arch", "densenet169"], "looks like densenet121"),
         (["--img", good, "--checkpoint", tiny_checkpoint, "--method", "magic"], "unknown --method magic"),
+        (["--img", good, "--checkpoint", tiny_checkpoint, "--method", "cam", "--layers", "2,3"], "needs block 4"),
+        (["--img", good, "--checkpoint", tiny_checkpoint, "--target-class", "x"], "--target-class"),  # argparse's
     ]
     for extra, expected in cases:
         out = tmp_path / "out"

@@ -3,7 +3,7 @@
 import pytest
 
 from common.errors import InputError
-from tests.helpers.scripts import load_script
+from tests.helpers.scripts import load_script, run_script
 
 
 def test_localize_scores_every_method_block_threshold(tiny_checkpoint, tmp_path):
@@ -24,3 +24,14 @@ def test_bad_thresholds(text):
     localize = load_script("01_WeaklySupervised", "localize")
     with pytest.raises(InputError):
         localize.parse_thresholds(text)
+
+
+@pytest.mark.parametrize("argv, expected", [(["--method", "cam", "--layers", "3"], "needs block 4"),
+                                            (["--n", "0"], "--n 0"), (["--batch-size", "0"], "--batch-size 0"),
+                                            (["--thresholds", "2"], "--thresholds")])
+def test_bad_arguments_exit_2_with_one_line_and_write_nothing(tmp_path, argv, expected):
+    out = tmp_path / "out"
+    r = run_script("01_WeaklySupervised", "localize", *argv, "--out", out, "--device", "cpu")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
+    assert not out.exists()

@@ -204,6 +204,59 @@ def test_train_sizeloss_table(tmp_path, monkeypatch):
     assert "paper/survey ACDC" in md and "0.8502" in md and "centroid" in md
     assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed0" / "predictions.png").exists()
     assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
+    assert set(table["goals_last_epoch"]) == set(out["goals"])
+    fs_last = table["rows"][0]["last_mean"]
+    assert table["goals_last_epoch"]["partial_over_fs"] == pytest.approx(table["rows"][1]["last_mean"] / fs_last)
+
+
+def test_table_goals_and_sample_std(tmp_path, monkeypatch):
+    """Goals from hand-made rows; the std over seeds is the sample std (ddof 1)."""
+    mod = _load("train_sizeloss")
+    rows = [{"method": "fs", "mean": 0.9, "last_mean": 0.8}, {"method": "partial", "mean": 0.09, "last_mean": 0.2},
+            {"method": "size", "mean": 0.72, "last_mean": 0.6}, {"method": "presize", "mean": 0.81, "last_mean": 0.4}]
+    assert mod.table_goals(rows, "mean") == pytest.approx({"fs_dice": 0.9, "partial_over_fs": 0.1,
+                                                           "best_size_over_fs": 0.9})
+    assert mod.table_goals(rows, "last_mean") == pytest.approx({"fs_dice": 0.8, "partial_over_fs": 0.25,
+                                                                "best_size_over_fs": 0.75})
+    assert np.isnan(mod.table_goals(rows[2:], "mean")["best_size_over_fs"])  # no fs row
+    fake = iter([0.5, 0.7, 0.9])
+    monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502)])
+    monkeypatch.setattr(mod, "_train_runs", lambda args, jobs, device: [
+        {"variant": v, "weak": w, "seed": s, "best_dice3d": next(fake), "last_dice3d": 0.5} for v, w, s, _ in jobs])
+    table = mod.run_table(mod.get_args([*TINY, "--table", "--seeds", "3", "--out", str(tmp_path)]), None)
+    assert table["rows"][0]["std"] == pytest.approx(0.2) and "0.700 ± 0.200" in (tmp_path / "table.md").read_text()
+
+
+def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
+    mod = _load("train_sizeloss")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(variant):  # the step the run would train with; stop before training
+        seen.append(variant)
+        raise Stop
+
+    monkeypatch.setattr(mod, "make_step", stop)
+    with pytest.raises(Stop):
+        mod.train_one(mod.get_args([*TINY, "--variant", "3d_size", "--margin", "0.2"]), "3d_size", "random", 0,
+                      Path("/nonexistent"), torch.device("cpu"))
+    assert seen[0].margin == 0.2 and seen[0].bounds == "volume"
+
+
+@pytest.mark.parametrize("argv, expected", [(["--epochs", "0"], "--epochs 0"), (["--label", "7"], "--label 7"),
+                                            (["--margin", "1.5"], "--margin 1.5"), (["--variant", "foo"], "foo"),
+                                            (["--table", "--seeds", "0"], "--seeds 0"),
+                                            (["--table", "--rows", "fs/box"], "fs/box"),
+                                            (["--size", "30"], "--size 30")])
+def test_train_sizeloss_bad_input_exits_2_with_one_line(tmp_path, argv, expected):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(SCRIPTS / "train_sizeloss.py"), *TINY, *argv, "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], r.stderr
+    assert not out.exists()
 
 
 def test_train_sizeloss_table_rows_subset(tmp_path):

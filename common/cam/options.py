@@ -34,3 +34,10 @@ def parse_layers(text: str) -> list[int]:
     if not blocks or any(b not in (1, 2, 3, 4) for b in blocks):
         raise InputError(f"--layers {text!r} must be a comma list of dense blocks 1-4")
     return blocks
+
+
+def check_methods_layers(methods: dict, blocks: list[int]) -> None:
+    """CAM is defined on the features the linear head pools (block 4): refuse it without block 4, before any work."""
+    if "cam" in methods and 4 not in blocks:
+        raise InputError(f"--method cam needs block 4 in --layers (got {','.join(map(str, blocks))})",
+                         hint="CAM weights the features the classifier pools; use gradcam or layercam for blocks 1-3")

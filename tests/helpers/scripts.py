@@ -1,6 +1,8 @@
-"""Load a demo script (its folder name starts with a digit, so it is not importable by name)."""
+"""Load or run a demo script (its folder name starts with a digit, so it is not importable by name)."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -11,3 +13,9 @@ def load_script(folder: str, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(folder: str, name: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python <folder>/<name>.py ARGS`` from the repo root; output captured as text."""
+    return subprocess.run([sys.executable, str(ROOT / folder / f"{name}.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
