@@ -15,9 +15,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(doc: str | None, formatter=argparse.ArgumentDefaultsHelpFormatter) -> argparse.ArgumentParser:
+def make_parser(doc: str | None) -> argparse.ArgumentParser:
     """A parser whose description is the script's docstring, whose help shows defaults and whose errors are one line."""
-    return OneLineErrorParser(description=doc, formatter_class=formatter)
+    return OneLineErrorParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def add_common_args(

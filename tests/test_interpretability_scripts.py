@@ -1,7 +1,5 @@
 """00_Interpretability scripts end to end on tiny inputs: train -> gradcam -> evaluate, and bad input."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.scripts import ROOT, load_script
-
-FOLDER = ROOT / "00_Interpretability"
+from tests.helpers.scripts import load_script
+from tests.helpers.scripts import run_script as run_demo
 
 
 def load(name):
@@ -76,8 +73,7 @@ def test_pointing_by_detection_hand_computed():
 
 
 def run_script(*args):
-    return subprocess.run([sys.executable, str(FOLDER / "gradcam.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return run_demo("00_Interpretability", "gradcam", *args)
 
 
 def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
@@ -136,6 +132,5 @@ def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):
 
 
 def test_mura_without_data_root_is_one_line_error():
-    r = subprocess.run([sys.executable, str(FOLDER / "train.py"), "--dataset", "mura"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
+    r = run_demo("00_Interpretability", "train", "--dataset", "mura")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --dataset mura needs --data-root")

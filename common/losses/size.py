@@ -48,7 +48,8 @@ def object_region(weak: Tensor, background: int = 0) -> Tensor:
     """Where the object may lie: every pixel the weak label (B, H, W) does not mark ``background``.
 
     Seed labels (eroded mask, points) mark no background by default, so this is the whole image and changes
-    nothing (with a background margin it is the unlabelled band plus the seeds). A box marks everything outside it: a size measured over the whole image can then be met by a faint
+    nothing (with a background margin it is the unlabelled band plus the seeds). A box marks everything
+    outside it: a size measured over the whole image can then be met by a faint
     haze of probability spread over the many background pixels (each below 0.5, so no pixel is segmented)
     -- the cross-entropy there barely objects. Measured inside the box only, the size has to be reached
     where the object is. This is the box prior of Kervadec et al., "Bounding boxes for weakly supervised
