@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.cam import explain  # noqa: E402
+from common.cam.augment import explain_tta  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.datasets._common import pad_to_square, resize_image  # noqa: E402
@@ -108,7 +108,7 @@ def main(args):
     for start in range(0, len(items), args.batch_size):
         chunk = items[start:start + args.batch_size]
         x = torch.from_numpy(np.stack([it[2] for it in chunk]))[:, None].to(ctx.device)  # (B, 1, S, S)
-        logits, maps = explain(model, to_model_input(x), methods, layers, target=args.target_class)
+        logits, maps = explain_tta(model, to_model_input(x), methods, layers, target=args.target_class, tta=args.tta)
         probs = torch.sigmoid(logits[:, 0]).cpu().numpy()
         for b, (_, original, square, box, mask) in enumerate(chunk):
             stem = stems[start + b]

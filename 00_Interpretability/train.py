@@ -39,6 +39,8 @@ def get_args(argv=None):
                    help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's")
     p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")
     p.add_argument("--size", type=int, default=320, help="input side in pixels (MURA: 320)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="train in NHWC memory layout (faster convolutions on CPUs and on CUDA with AMP)")
     p.add_argument("--n-train", type=int, default=4000, help="phantom training images")
     p.add_argument("--n-val", type=int, default=800, help="phantom validation images")
     p.add_argument("--body-parts", nargs="+", default=None, help="restrict to these body parts / study types")
@@ -46,10 +48,10 @@ def get_args(argv=None):
                    help="phantom only: probability that the L/R marker's corner encodes the label (shortcut demo)")
     p.add_argument("--val-confounder", type=float, default=None, help="confounder of the validation set (default: same)")
     args = p.parse_args(argv)
-    if args.quick:  # the demo model's settings: a small DenseNet on 128-px phantoms, minutes on a CPU
+    if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
         given = argv if argv is not None else sys.argv
         for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr", "schedule",
-                    "augment_degrees", "epochs"):
+                    "augment_degrees", "epochs", "channels_last"):
             if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, DEMO[key])
     args.epochs = args.epochs or 30

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from common.cam import explain  # noqa: E402
+from common.cam.augment import explain_tta  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
@@ -85,7 +85,7 @@ def main(args):
     figure = []  # (image, mask, map, region, box, gt box) for the first images
     for start, batch in zip(range(0, len(data), args.batch_size), DataLoader(data, batch_size=args.batch_size)):
         x = batch["image"].to(ctx.device)  # (B, 1, H, W)
-        _, maps = explain(model, to_model_input(x), methods, layers, target=1)
+        _, maps = explain_tta(model, to_model_input(x), methods, layers, target=1, tta=args.tta)
         masks = batch["mask"].numpy().astype(bool)  # (B, H, W)
         for m in maps:
             for k, block_maps in maps[m].items():

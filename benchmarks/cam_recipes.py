@@ -30,19 +30,31 @@ from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import choose_device, worker_log  # noqa: E402
 
-# name -> overrides of common.xray_train.DEMO (v4: arch "mini" at cam_stride 4, 24 epochs); "arch_spec"
-# defines a DenseNet layout for this sweep only. "tiny_s8" is the v3 demo model.
+# name -> overrides of common.xray_train.DEMO (v5: arch "mini" at cam_stride 4, 160 px, 4,800 images x 10 epochs);
+# "arch_spec" defines a DenseNet layout for this sweep only. "v4" is the previous demo model (128 px), "tiny_s8"
+# the one before it.
+V4 = {"size": 128, "n_train": 2400, "epochs": 24, "channels_last": False}  # the demo model before v5
 RECIPES = {
     "demo": {},
-    "tiny_s8": {"arch": "tiny", "cam_stride": 8},
-    "tiny_s4": {"arch": "tiny", "cam_stride": 4},
-    "mini_s8": {"cam_stride": 8},
-    "demo_epochs30": {"epochs": 30},
-    "demo_lr3e-3": {"lr": 3e-3},
-    "demo_n3200_e18": {"n_train": 3200, "epochs": 18},
-    "b2211_s4": {"arch_spec": dict(growth_rate=12, block_config=(2, 2, 1, 1), num_init_features=16)},
-    "demo_size192": {"size": 192},
-    "tiny_s4_epochs48": {"arch": "tiny", "cam_stride": 4, "epochs": 48},
+    "v4": V4,
+    "n2400_e20": {"n_train": 2400, "epochs": 20},  # v5 with v4's 2,400 images, twice the epochs: same steps
+    # variations of v4, measured in benchmarks/results/cam_recipes_v4
+    "tiny_s8": {**V4, "arch": "tiny", "cam_stride": 8},
+    "tiny_s4": {**V4, "arch": "tiny", "cam_stride": 4},
+    "mini_s8": {**V4, "cam_stride": 8},
+    "demo_epochs30": {**V4, "epochs": 30},
+    "demo_lr3e-3": {**V4, "lr": 3e-3},
+    "demo_n3200_e18": {**V4, "n_train": 3200, "epochs": 18},
+    "b2211_s4": {**V4, "arch_spec": dict(growth_rate=12, block_config=(2, 2, 1, 1), num_init_features=16)},
+    "demo_size192": {**V4, "size": 192},
+    "tiny_s4_epochs48": {**V4, "arch": "tiny", "cam_stride": 4, "epochs": 48},
+    # hardware-only task (normal vs metal): the ring around the implant against the input size, 1-2 min a run
+    "hw128": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 128},
+    "hw160": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 160},
+    "hw192": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 192},
+    # fracture and lytic lesions only: how soon a from-scratch model finds the subtle lesions without the metal
+    "fl128": {"lesion_types": ("fracture", "lytic"), "n_train": 1200, "epochs": 10, "channels_last": True,
+              "size": 128},
 }
 LESIONS = ("fracture", "lytic", "hardware")
 
@@ -63,8 +75,9 @@ def recipe_args(name: str, seed: int, quick: bool) -> argparse.Namespace:
     return argparse.Namespace(**cfg)
 
 
-def score_model(model, size: int, n: int, device) -> dict:
-    """Pointing game of CAM at block 4 and Layer-CAM at blocks 2-4, per lesion type and overall.
+def score_model(model, size: int, n: int, device, lesions=LESIONS) -> dict:
+    """Pointing game of CAM at block 4 (single view and averaged over flips) and Layer-CAM at blocks 2-4, per
+    lesion type and overall.
 
     The tolerance is 8 px at 128 px, scaled with the input size so that recipes at other sizes are
     held to the same distance on the limb."""
@@ -74,16 +87,23 @@ def score_model(model, size: int, n: int, device) -> dict:
 
     layers = {k: block_layers(model)[k] for k in (2, 3, 4)}
     out: dict = {}
-    for lesion in LESIONS:
+    tol = round(8 * size / 128)
+    for lesion in lesions:
         data = BoneXrayPhantom(n=n, size=size, seed=300_000, abnormal_fraction=1.0, lesion_types=(lesion,))
-        res = score_dataset(model, data, ("cam", "layercam"), layers, device, target=1,
-                            tolerance=round(8 * size / 128), keep=0)
+        res = score_dataset(model, data, ("cam", "layercam"), layers, device, target=1, tolerance=tol, keep=0)
         for row in res["rows"]:
             out.setdefault(f"{row['method']}_b{row['block']}", {})[lesion] = row["pointing_game"]
         out.setdefault("detected", {})[lesion] = float((res["probs"] > 0.5).mean())
+        flips = score_dataset(model, data, ("cam",), {4: layers[4]}, device, target=1, tolerance=tol, keep=0,
+                              tta="flips")
+        out.setdefault("cam_b4_flips", {})[lesion] = flips["rows"][0]["pointing_game"]
     for scores in out.values():
-        scores["all"] = float(np.mean([scores[t] for t in LESIONS]))
+        scores["all"] = float(np.mean([scores[t] for t in lesions]))
     return out
+
+
+def _lesions(args) -> tuple:
+    return tuple(getattr(args, "lesion_types", None) or LESIONS)
 
 
 def rescore(name: str, seed: int, out_dir: Path, dev: torch.device, n_eval: int, quick: bool) -> dict:
@@ -94,7 +114,7 @@ def rescore(name: str, seed: int, out_dir: Path, dev: torch.device, n_eval: int,
     args = recipe_args(name, seed, quick)  # registers a sweep-only arch_spec under its name
     # the checkpoint's saved args give the CAM stride, which the weights cannot show
     model, _ = load_classifier(out_dir / "best.pt", dev, arch=args.arch)
-    old["scores"] = score_model(model, args.size, n_eval, dev)
+    old["scores"] = score_model(model, args.size, n_eval, dev, _lesions(args))
     old["rescored"] = time.strftime("%Y-%m-%d")
     save_json(out_dir / "scores.json", old)
     return old
@@ -121,7 +141,7 @@ def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: i
     with worker_log(out_dir, threads):
         model, result = train_classifier(args, dev, out_dir)
         seconds = time.perf_counter() - t0
-        scores = score_model(model.eval(), args.size, n_eval, dev)
+        scores = score_model(model.eval(), args.size, n_eval, dev, _lesions(args))
     res = {"recipe": name, "seed": seed, "auroc": result["evaluation"]["image"]["auroc"],
            "kappa": result["evaluation"]["image"]["kappa"], "train_seconds": round(seconds, 1), "scores": scores}
     save_json(done, res)
@@ -135,8 +155,10 @@ def step_time(name: str, device, steps: int = 6) -> float:
 
     args = recipe_args(name, 0, False)
     model = build_densenet(args.arch, 1, cam_stride=args.cam_stride).to(device)
-    opt = torch.optim.Adam(model.parameters())
     x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    if getattr(args, "channels_last", False):
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters())
     y = torch.rand(args.batch_size, device=device)
     for i in range(steps + 2):
         if i == 2:
@@ -180,7 +202,7 @@ def get_args(argv=None):
 
 def _mean_sd(values) -> str:
     v = np.asarray(values, float)
-    return f"{v.mean():.3f} ± {v.std():.3f}"
+    return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "n/a"
 
 
 def main(args) -> dict:
@@ -213,10 +235,10 @@ def main(args) -> dict:
         row = {"recipe": r, "overrides": ", ".join(f"{k}={v}" for k, v in RECIPES[r].items()) or "(DEMO)",
                "seeds": len(mine), "AUROC": _mean_sd([x["auroc"] for x in mine]),
                "step cost": f"{costs[r] / costs[args.recipes[0]]:.2f}x"}
-        for method in ("cam_b4", "layercam_b4", "layercam_b3", "layercam_b2"):
-            row[f"PG {method}"] = _mean_sd([x["scores"][method]["all"] for x in mine])
+        for method in ("cam_b4", "cam_b4_flips", "layercam_b4", "layercam_b3", "layercam_b2"):
+            row[f"PG {method}"] = _mean_sd([x["scores"][method]["all"] for x in mine if method in x["scores"]])
         for t in LESIONS:
-            row[f"CAM b4 {t}"] = _mean_sd([x["scores"]["cam_b4"][t] for x in mine])
+            row[f"CAM b4 {t}"] = _mean_sd([x["scores"]["cam_b4"][t] for x in mine if t in x["scores"]["cam_b4"]])
         rows.append(row)
     cols = list(rows[0])
     shown = " ".join(a for a in sys.argv[1:])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from common.cam import explain
+from common.cam.augment import explain_tta
 from common.metrics import energy_pointing_game, iou, pointing_game
 from common.metrics.faithfulness import deletion_insertion
 from common.models import to_model_input
@@ -36,10 +36,11 @@ def region_masks(batch: dict, region: str) -> np.ndarray:
 
 def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, target: int | None = 1,
                   tolerance: int = 8, threshold: float = 0.5, regions=("lesion",), faithfulness: int = 0,
-                  steps: int = 16, batch_size: int = 16, keep: int = 4) -> dict:
+                  steps: int = 16, batch_size: int = 16, keep: int = 4, tta: str = "none") -> dict:
     """Per method and layer: mean scores over the dataset (and up to ``keep`` maps for figures).
 
     faithfulness: number of images (from the start) that also get deletion/insertion AUCs.
+    tta: test-time augmentation of the maps (a key of ``common.cam.augment.TTA``; "none": single view).
     Returns {"rows": [...], "examples": {...}, "probs": (N,), "hits": {(method, layer, region): (N,)}}, where
     ``hits`` holds each image's pointing-game hit (1.0 / 0.0; NaN where the image has no such region).
     """
@@ -55,7 +56,7 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
 
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x = batch["image"].to(device)  # (B, 1, H, W)
-        logits, maps = explain(model, to_model_input(x), methods, layers, target=target)
+        logits, maps = explain_tta(model, to_model_input(x), methods, layers, target=target, tta=tta)
         probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy())
         masks = {r: region_masks(batch, r) for r in regions}
         for m in maps:

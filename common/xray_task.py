@@ -24,19 +24,26 @@ from common.metrics import accuracy, auroc, cohen_kappa, sensitivity_specificity
 
 
 class Materialized(Dataset):
-    """Render a procedural dataset once and keep it in memory, so epochs don't re-render it."""
+    """Render a procedural dataset once and keep it in memory, so epochs don't re-render it.
+
+    Images are kept in float16 (half the memory: 4,800 images at 160 px take 250 MB instead of 490 MB; the
+    step of 5e-4 near 1.0 is far below the phantoms' film grain) and handed out as float32."""
 
     def __init__(self, dataset: Dataset):
         from tqdm import tqdm
 
         self.base = dataset
-        self.items = [dataset[i] for i in tqdm(range(len(dataset)), desc="rendering", leave=False)]
+        self.items = []
+        for i in tqdm(range(len(dataset)), desc="rendering", leave=False):
+            item = dataset[i]
+            self.items.append({**item, "image": item["image"].half()} if item["image"].is_floating_point() else item)
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        return self.items[i]
+        item = self.items[i]
+        return {**item, "image": item["image"].float()}
 
 
 class Augmented(Dataset):

@@ -27,33 +27,45 @@ CACHE = Path(os.environ.get("MIADEEPSSL_CACHE", ROOT / ".cache")) / "models"
 
 # The demo model gradcam.py / evaluate.py use without --checkpoint: a small DenseNet (same four dense
 # blocks as DenseNet169, one layer each) that trains on the bone phantom in about 3 CPU minutes.
-# Departures from MURA's protocol, each measured on the phantom:
+# Departures from MURA's protocol, each measured on the phantom (benchmarks/cam_recipes.py, 00_Interpretability/README):
 # * arch "mini" at cam_stride 4 (blocks 2-4 at input/4, 43 px receptive field at block 4) instead of the
 #   v3 demo's "tiny" at stride 8 (127 px): the deeper model's block-4 features learnt to carry a lesion's
-#   evidence to cells 10-20 px beside it (common/evidence.py: the peak cell's input gradient sits on the
-#   lesion while the peak does not), so its CAM pointing game was 0.06-0.34 at AUROC 0.85-0.94; "mini"
-#   gave 0.72-0.82 over three seeds at AUROC 0.89-0.96 (benchmarks/cam_recipes.py, 00_Interpretability/README).
+#   evidence to cells 10-20 px beside it (common/evidence.py), so its CAM pointing game was 0.06-0.34.
+# * 160 px instead of MURA's 320 (v4: 128 px). The receptive field is fixed in pixels, so the smaller the image
+#   the wider, relative to the limb, the band of cells that see an implant: at 128 px the block-4 CAM rings the
+#   metal outside the pointing-game tolerance (hardware-only task: recipes hw128 / hw160 / hw192).
 # * a one-cycle schedule and no rotation augmentation: the phantom already draws every limb at a random
 #   angle, and a from-scratch model with rotations on top learnt little beyond the metal in 12 epochs.
-# * 24 epochs (~3 min on 2 CPU cores); with 30 the AUROC rose but the pointing game fell (0.58-0.65, three seeds).
-DEMO = dict(dataset="phantom", arch="mini", cam_stride=4, size=128, n_train=2400, n_val=400, epochs=24, batch_size=16,
+# * 4,800 images x 10 epochs (v4: 2,400 x 24) in NHWC memory layout (channels_last, ~1.4x faster convolutions on
+#   the CPU): about as long as v4 on 2 CPU cores. A from-scratch model first learns the metal, then, after a
+#   plateau of a few epochs, the fractures and lytic lesions, or not: v4 and 2,400 images x 20 epochs at 160 px
+#   stayed at the metal (validation AUROC ~0.7) in some seeds; twice the distinct images got past it in all three
+#   (recipes "demo", "v4", "n2400_e20"), but not always (one of the runs training the cached model did not).
+#   demo_model() trains once more with the next seed when a run ends with the metal alone.
+DEMO = dict(dataset="phantom", arch="mini", cam_stride=4, size=160, n_train=4800, n_val=400, epochs=10, batch_size=16,
             lr=2e-3, schedule="onecycle", augment_degrees=0.0, weights=None, confounder=0.0, val_confounder=None,
-            seed=0, body_parts=None, workers=0)
-DEMO_VERSION = 4
+            seed=0, body_parts=None, workers=0, channels_last=True)
+DEMO_VERSION = 5
+# below this validation AUROC the demo model has learnt the metal but not the fractures and lytic lesions (runs
+# that learnt them end at 0.89-0.97, runs that did not at 0.67-0.78); such a run is replaced by one with the next
+# seed, at most DEMO_TRIES runs in all
+DEMO_AUROC_WARN = 0.85
+DEMO_TRIES = 2
 
 
 def bone_datasets(args):
     """(train, validation) datasets for --dataset phantom|mura; validation is never augmented."""
     if args.dataset == "phantom":
-        from common.phantoms.bone import BODY_PARTS, BoneXrayPhantom
+        from common.phantoms.bone import BODY_PARTS, LESION_TYPES, BoneXrayPhantom
 
         parts = tuple(args.body_parts) if args.body_parts else tuple(BODY_PARTS)
+        lesions = tuple(getattr(args, "lesion_types", None) or LESION_TYPES)
         val_conf = args.confounder if args.val_confounder is None else args.val_confounder
         train = BoneXrayPhantom(n=args.n_train, size=args.size, seed=args.seed, body_parts=parts,
-                                confounder=args.confounder)
+                                lesion_types=lesions, confounder=args.confounder)
         # a disjoint seed stream: validation images never appear in training
         val = BoneXrayPhantom(n=args.n_val, size=args.size, seed=args.seed + 100_000, body_parts=parts,
-                              confounder=val_conf)
+                              lesion_types=lesions, confounder=val_conf)
         return Materialized(train), Materialized(val)
     from common.datasets import DATASETS
 
@@ -99,11 +111,17 @@ def train_classifier(args, device, out: Path):
     log(f"training set: {len(train)} images ({int(labels.sum())} abnormal); validation: {len(val)}; "
         f"BCE weights (w0, w1) per study type: " + ", ".join(f"{p}=({a:.2f}, {b:.2f})" for p, (a, b) in weights.items()))
     model = build_densenet(args.arch, num_outputs=1, weights=args.weights, cam_stride=args.cam_stride).to(device)
+    model_input = to_model_input
+    if getattr(args, "channels_last", False):  # NHWC: oneDNN's CPU convolutions and CUDA AMP run faster on it
+        model = model.to(memory_format=torch.channels_last)
+
+        def model_input(images):  # (B, 3, H, W) stored NHWC
+            return to_model_input(images).contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = make_scheduler(getattr(args, "schedule", "plateau"), optimizer, args.epochs)
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
-    step = weighted_bce_step(weights, to_model_input)
+    step = weighted_bce_step(weights, model_input)
     augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0))  # MURA: up to 30 degrees
     fit_result = fit(model, augmented, val, step, optimizer, cfg, device, scheduler=scheduler,
                      metric_fn=logit_metrics)
@@ -125,14 +143,26 @@ def demo_model(device: torch.device, quiet: bool = False):
         return model.to(device).eval(), path
     log(f"no --checkpoint given: training the demo DenseNet ({DEMO['arch']}) on the bone phantom once "
         f"(about 3 minutes on 2 CPU cores); it is cached at {path} for later runs")
-    args = argparse.Namespace(**DEMO, resume=True, data_root=None)
-    work = CACHE / f"bone_demo_v{DEMO_VERSION}_training"  # keeps last.pt, so a killed first run resumes
-    model, result = train_classifier(args, device, work)
+    seeds = range(DEMO["seed"], DEMO["seed"] + DEMO_TRIES)
+    for seed in seeds:
+        args = argparse.Namespace(**{**DEMO, "seed": seed}, resume=True, data_root=None)
+        # keeps last.pt, so a killed first run resumes
+        work = CACHE / f"bone_demo_v{DEMO_VERSION}_training" / f"seed{seed}"
+        model, result = train_classifier(args, device, work)
+        ev = result["evaluation"]["image"]
+        log(f"demo model (seed {seed}): validation AUROC {ev['auroc']:.3f}, accuracy {ev['accuracy']:.3f}")
+        if ev["auroc"] >= DEMO_AUROC_WARN:
+            break
+        if seed + 1 in seeds:
+            log(f"it learnt little beyond the metal implants (validation AUROC below {DEMO_AUROC_WARN}), as a short "
+                f"from-scratch training sometimes does; training once more with seed {seed + 1}")
+    else:
+        log(f"warning: the demo model found little beyond the metal implants in {DEMO_TRIES} runs, so its CAMs of "
+            "fractures and lytic lesions are weak. Train another: python 00_Interpretability/train.py --quick "
+            f"--seed {seed + 1} --out runs/demo_seed{seed + 1}, then pass --checkpoint runs/demo_seed{seed + 1}/best.pt")
     if is_main_process():
         checkpoint.save(path, model=model.state_dict(), args=vars(args), metrics=result["evaluation"],
                         arch=DEMO["arch"])
-    ev = result["evaluation"]["image"]
-    log(f"demo model ready: validation AUROC {ev['auroc']:.3f}, accuracy {ev['accuracy']:.3f}")
     return model.to(device).eval(), path
 
 

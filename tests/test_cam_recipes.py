@@ -20,7 +20,7 @@ def test_quick_sweep_then_rescore_gives_the_same_scores(tmp_path):
     run = tmp_path / "demo" / "seed0"
     first = json.loads((run / "scores.json").read_text())
     assert (run / "best.pt").exists() and not (run / "last.pt").exists()
-    assert set(first["scores"]) == {"cam_b4", "layercam_b4", "layercam_b3", "layercam_b2", "detected"}
+    assert set(first["scores"]) == {"cam_b4", "cam_b4_flips", "layercam_b4", "layercam_b3", "layercam_b2", "detected"}
     assert (tmp_path / "report.md").exists()
     # a finished run is reused as it is ...
     marked = {**first["scores"], "cam_b4": {k: -1.0 for k in first["scores"]["cam_b4"]}}

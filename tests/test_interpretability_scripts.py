@@ -37,6 +37,37 @@ def test_gradcam_writes_overlays_panels_and_maps(tiny_checkpoint, tmp_path):
     np.testing.assert_allclose(maps["cam_block4"], maps["gradcam_block4"], atol=1e-4)
 
 
+def test_gradcam_flip_tta_keeps_cam_equal_to_gradcam_at_block4(tiny_checkpoint, tmp_path):
+    gradcam = load("gradcam")
+    args = gradcam.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--n-phantom", "2",
+                             "--layers", "4", "--tta", "flips", "--save-maps", "--device", "cpu"])
+    gradcam.main(args)
+    saved = sorted(tmp_path.glob("*_maps.npz"))
+    assert len(saved) == 2
+    for path in saved:
+        maps = np.load(path)
+        # both are averaged over the same four views, so the block-4 identity survives the augmentation
+        np.testing.assert_allclose(maps["cam_block4"], maps["gradcam_block4"], atol=1e-4)
+        assert maps["cam_block4"].max() == pytest.approx(1.0)
+
+
+def test_evaluate_tolerance_scales_with_the_image_and_tta_is_recorded(tiny_checkpoint, tmp_path):
+    evaluate = load("evaluate")
+    args = evaluate.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--n", "4",
+                              "--faithfulness", "0", "--method", "cam", "--layers", "4", "--tta", "flips",
+                              "--device", "cpu"])
+    result = evaluate.main(args)
+    assert result["tolerance"] == 4 and result["tta"] == "flips"  # 64 px / 16
+    # the single-view reading is reported beside it, and equals a plain run's CAM row
+    other = result["cam_block4_other_tta"]
+    plain = evaluate.main(evaluate.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "plain"),
+                                             "--n", "4", "--faithfulness", "0", "--method", "cam", "--layers", "4",
+                                             "--device", "cpu"]))
+    assert other["tta"] == "none" and other["pointing_game"] == plain["cam_block4_pointing_game"]
+    assert plain["cam_block4_other_tta"] == {"tta": "flips", "pointing_game": result["cam_block4_pointing_game"]}
+    assert "test-time augmentation 'flips'" in (tmp_path / "report.md").read_text()
+
+
 def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
     evaluate = load("evaluate")
     args = evaluate.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--n", "6",
@@ -134,3 +165,39 @@ def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):
 def test_mura_without_data_root_is_one_line_error():
     r = run_demo("00_Interpretability", "train", "--dataset", "mura")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --dataset mura needs --data-root")
+
+
+def test_materialized_phantom_keeps_half_precision_and_hands_out_float32():
+    from common.phantoms import BoneXrayPhantom
+    from common.xray_task import Materialized
+
+    base = BoneXrayPhantom(n=3, size=48, seed=5)
+    kept = Materialized(base)
+    assert kept.items[0]["image"].dtype == torch.float16  # half the memory of the rendered float32
+    for i in range(3):
+        item, ref = kept[i], base[i]
+        assert item["image"].dtype == torch.float32 and item["label"] == ref["label"]
+        assert torch.equal(item["mask"], ref["mask"])
+        assert (item["image"] - ref["image"]).abs().max() <= 2 ** -11  # float16 rounding of values in [0, 1]
+
+
+@pytest.mark.parametrize("aurocs,expected_seeds,warned", [((0.95,), [0], False), ((0.7, 0.93), [0, 1], False),
+                                                          ((0.7, 0.72), [0, 1], True)])
+def test_demo_model_retrains_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs,
+                                                              expected_seeds, warned):
+    from common import xray_train
+
+    seen = []
+
+    def fake_train(args, device, out):
+        seen.append(args.seed)
+        model = xray_train.build_densenet(xray_train.DEMO["arch"], 1, cam_stride=xray_train.DEMO["cam_stride"])
+        return model, {"evaluation": {"image": {"auroc": aurocs[len(seen) - 1], "accuracy": 0.5}}}
+
+    monkeypatch.setattr(xray_train, "CACHE", tmp_path)
+    monkeypatch.setattr(xray_train, "train_classifier", fake_train)
+    model, path = xray_train.demo_model(torch.device("cpu"))
+    assert seen == expected_seeds and path.exists()
+    assert ("warning: the demo model found little beyond the metal" in capsys.readouterr().out) == warned
+    xray_train.demo_model(torch.device("cpu"))  # cached now: no training
+    assert seen == expected_seeds

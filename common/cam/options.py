@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from common.cam.augment import TTA
 from common.cam.registry import METHODS
 from common.cam.scorecam import ScoreCAM
 from common.errors import InputError
 
 
-def add_cam_args(parser, methods: str = "cam,gradcam", layers: str = "1,2,3,4", topk: int = 64) -> None:
+def add_cam_args(parser, methods: str = "cam,gradcam", layers: str = "1,2,3,4", topk: int = 64,
+                 tta: str = "none") -> None:
     parser.add_argument("--method", default=methods, help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--layers", default=layers, help="dense blocks to explain (comma list of 1-4)")
     parser.add_argument("--scorecam-topk", type=int, default=topk, help="Score-CAM: score only the top-k channels (0 = all)")
     parser.add_argument("--scorecam-rank", default="activation", choices=("activation", "gradient"),
                         help="Score-CAM: rank channels by mean activation or by Grad-CAM weight")
+    parser.add_argument("--tta", default=tta, choices=tuple(TTA),
+                        help="test-time augmentation: average the maps of flipped copies (flips = the image and its "
+                             "horizontal, vertical and double flip; hflip-intensity = pytorch-grad-cam's aug_smooth)")
 
 
 def parse_methods(args) -> dict:
