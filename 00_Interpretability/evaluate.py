@@ -20,7 +20,7 @@ from common.cam.options import add_cam_args, check_methods_layers, parse_layers,
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
-from common.explanation_scores import score_dataset  # noqa: E402
+from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
@@ -63,7 +63,7 @@ def main(args):
     model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
     size = args.size or info.get("size") or 320
     if args.tolerance is None:
-        args.tolerance = round(size / 16)
+        args.tolerance = pointing_tolerance(size)
     from common.phantoms import BoneXrayPhantom
 
     data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 200_000, abnormal_fraction=1.0)

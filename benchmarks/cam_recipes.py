@@ -81,13 +81,13 @@ def score_model(model, size: int, n: int, device, lesions=LESIONS) -> dict:
 
     The tolerance is 8 px at 128 px, scaled with the input size so that recipes at other sizes are
     held to the same distance on the limb."""
-    from common.explanation_scores import score_dataset
+    from common.explanation_scores import pointing_tolerance, score_dataset
     from common.models import block_layers
     from common.phantoms import BoneXrayPhantom
 
     layers = {k: block_layers(model)[k] for k in (2, 3, 4)}
     out: dict = {}
-    tol = round(8 * size / 128)
+    tol = pointing_tolerance(size)
     for lesion in lesions:
         data = BoneXrayPhantom(n=n, size=size, seed=300_000, abnormal_fraction=1.0, lesion_types=(lesion,))
         res = score_dataset(model, data, ("cam", "layercam"), layers, device, target=1, tolerance=tol, keep=0)

@@ -21,6 +21,11 @@ from common.metrics.faithfulness import deletion_insertion
 from common.models import to_model_input
 
 
+def pointing_tolerance(size: int) -> int:
+    """Default pointing-game tolerance: 1/16 of the image side (8 px at 128; Zhang et al. allowed 15 px at 224)."""
+    return round(size / 16)
+
+
 def region_masks(batch: dict, region: str) -> np.ndarray:
     """(B, H, W) bool masks of the region to score against: the lesion, or the L/R marker's box."""
     if region == "lesion":

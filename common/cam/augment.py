@@ -21,7 +21,7 @@ from typing import Hashable, Mapping
 import torch
 from torch import nn
 
-from common.cam.base import Target, resolve_targets
+from common.cam.base import Target, minmax_per_image, resolve_targets
 from common.cam.explain import explain
 
 # name -> views, each (dims to flip, input intensity factor); the first view is always the image itself
@@ -31,13 +31,6 @@ TTA: dict[str, tuple[tuple[tuple[int, ...], float], ...]] = {
     "flips": (((), 1.0), ((-1,), 1.0), ((-2,), 1.0), ((-2, -1), 1.0)),
     "hflip-intensity": tuple((dims, f) for dims in ((), (-1,)) for f in (1.0, 0.9, 1.1)),
 }
-
-
-def _minmax(maps: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> per-image [0, 1]; a constant map becomes zeros (as in normalize_maps)."""
-    lo = maps.amin((1, 2), keepdim=True)
-    hi = maps.amax((1, 2), keepdim=True)
-    return (maps - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
 
 
 def explain_tta(model: nn.Module, x: torch.Tensor, methods=("cam", "gradcam"),
@@ -64,4 +57,4 @@ def explain_tta(model: nn.Module, x: torch.Tensor, methods=("cam", "gradcam"),
         for key, per_layer in maps.items():
             for name, m in per_layer.items():  # (B, H, W) in the view's frame
                 total[key][name] = total[key][name] + (m.flip(dims) if dims else m)
-    return logits, {k: {n: _minmax(m / len(views)) for n, m in v.items()} for k, v in total.items()}
+    return logits, {k: {n: minmax_per_image(m / len(views)) for n, m in v.items()} for k, v in total.items()}

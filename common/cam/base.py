@@ -76,12 +76,15 @@ def normalize_maps(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     maps = raw.float().clamp_min(0)[:, None]  # (B, 1, h, w)
     if maps.shape[-2:] != tuple(size):
         maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
-    maps = maps[:, 0]  # (B, H, W)
+    return minmax_per_image(maps[:, 0])  # (B, H, W)
+
+
+def minmax_per_image(maps: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) -> each map rescaled to [0, 1]; a constant (e.g. all-zero) map becomes all zeros."""
     lo = maps.amin((1, 2), keepdim=True)
     hi = maps.amax((1, 2), keepdim=True)
     # No additive epsilon: it would shrink maps with a small range (shallow layers) away from 1.
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return (maps - lo) / span  # a constant (e.g. all-zero) map becomes all zeros
+    return (maps - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
 
 
 class BaseCAM:
