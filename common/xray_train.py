@@ -159,7 +159,8 @@ def demo_model(device: torch.device, quiet: bool = False):
     else:
         log(f"warning: the demo model found little beyond the metal implants in {DEMO_TRIES} runs, so its CAMs of "
             "fractures and lytic lesions are weak. Train another: python 00_Interpretability/train.py --quick "
-            f"--seed {seed + 1} --out runs/demo_seed{seed + 1}, then pass --checkpoint runs/demo_seed{seed + 1}/best.pt")
+            f"--seed {seed + 1} --out runs/demo_seed{seed + 1}, then pass "
+            f"--checkpoint runs/demo_seed{seed + 1}/best.pt")
     if is_main_process():
         checkpoint.save(path, model=model.state_dict(), args=vars(args), metrics=result["evaluation"],
                         arch=DEMO["arch"])
