@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.cli import add_common_args, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
-from common.models import ARCHS  # noqa: E402
+from common.models import ARCHS, POOLINGS  # noqa: E402
 from common.models.densenet import CAM_STRIDES  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
@@ -35,6 +35,11 @@ def get_args(argv=None):
                    help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
     p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,
                    help="32 = torchvision's DenseNet; 16 / 8 / 4 drop the last transition pools for finer CAMs")
+    p.add_argument("--pooling", default="avg", choices=POOLINGS,
+                   help="global pool of the head: avg = torchvision's; lse = log-sum-exp of the class map (the demo's)")
+    p.add_argument("--lse-r", type=float, default=1.0, help="sharpness r of --pooling lse (-> 0: mean, -> inf: max)")
+    p.add_argument("--lse-r-start", type=float, default=None,
+                   help="ramp r geometrically from this value (first epoch) to --lse-r (last epoch); default: constant")
     p.add_argument("--schedule", default="plateau", choices=SCHEDULES,
                    help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's")
     p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")
@@ -51,10 +56,12 @@ def get_args(argv=None):
     if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
         given = argv if argv is not None else sys.argv
         for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr", "schedule",
-                    "augment_degrees", "epochs", "channels_last"):
+                    "augment_degrees", "epochs", "channels_last", "pooling", "lse_r", "lse_r_start"):
             if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, DEMO[key])
     args.epochs = args.epochs or 30
+    if not args.lse_r > 0 or (args.lse_r_start is not None and not args.lse_r_start > 0):
+        p.error(f"--lse-r and --lse-r-start must be > 0, got {args.lse_r} and {args.lse_r_start}")
     return args
 
 

@@ -30,14 +30,21 @@ from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import choose_device, worker_log  # noqa: E402
 
-# name -> overrides of common.xray_train.DEMO (v5: arch "mini" at cam_stride 4, 160 px, 4,800 images x 10 epochs);
-# "arch_spec" defines a DenseNet layout for this sweep only. "v4" is the previous demo model (128 px), "tiny_s8"
-# the one before it.
-V4 = {"size": 128, "n_train": 2400, "epochs": 24, "channels_last": False}  # the demo model before v5
+# name -> overrides of common.xray_train.DEMO (v6: arch "mini" at cam_stride 4, 160 px, 4,800 images x 10 epochs,
+# log-sum-exp pooling with r ramped 0.25 -> 3); "arch_spec" defines a DenseNet layout for this sweep only. "v5" is
+# the previous demo model (average pooling), "v4" the one before (128 px), "tiny_s8" the one before that. Recipes
+# pooling by average were measured before the weight initialisation followed the seed (runs under
+# benchmarks/results keep their scores).
+GAP = {"pooling": "avg", "lse_r": 1.0, "lse_r_start": None}
+V4 = {"size": 128, "n_train": 2400, "epochs": 24, "channels_last": False, **GAP}  # the demo model before v5
+HW = {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True}
 RECIPES = {
     "demo": {},
+    "lse_const": {"lse_r_start": None},  # the demo's log-sum-exp pooling at r = 3 throughout
+    "epochs12": {"epochs": 12},  # the demo with 20 % more training
+    "v5": GAP,
     "v4": V4,
-    "n2400_e20": {"n_train": 2400, "epochs": 20},  # v5 with v4's 2,400 images, twice the epochs: same steps
+    "n2400_e20": {"n_train": 2400, "epochs": 20, **GAP},  # v5 with v4's 2,400 images, twice the epochs: same steps
     # variations of v4, measured in benchmarks/results/cam_recipes_v4
     "tiny_s8": {**V4, "arch": "tiny", "cam_stride": 8},
     "tiny_s4": {**V4, "arch": "tiny", "cam_stride": 4},
@@ -49,12 +56,13 @@ RECIPES = {
     "demo_size192": {**V4, "size": 192},
     "tiny_s4_epochs48": {**V4, "arch": "tiny", "cam_stride": 4, "epochs": 48},
     # hardware-only task (normal vs metal): the ring around the implant against the input size, 1-2 min a run
-    "hw128": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 128},
-    "hw160": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 160},
-    "hw192": {"lesion_types": ("hardware",), "n_train": 1200, "epochs": 10, "channels_last": True, "size": 192},
+    "hw128": {**HW, "size": 128, **GAP},
+    "hw160": {**HW, "size": 160, **GAP},
+    "hw192": {**HW, "size": 192, **GAP},
+    "hw128_lse": {**HW, "size": 128, "lse_r_start": None},  # log-sum-exp pooling (r = 3) on the ring's worst case
     # fracture and lytic lesions only: how soon a from-scratch model finds the subtle lesions without the metal
     "fl128": {"lesion_types": ("fracture", "lytic"), "n_train": 1200, "epochs": 10, "channels_last": True,
-              "size": 128},
+              "size": 128, **GAP},
 }
 LESIONS = ("fracture", "lytic", "hardware")
 
@@ -154,7 +162,7 @@ def step_time(name: str, device, steps: int = 6) -> float:
     from common.models import build_densenet
 
     args = recipe_args(name, 0, False)
-    model = build_densenet(args.arch, 1, cam_stride=args.cam_stride).to(device)
+    model = build_densenet(args.arch, 1, cam_stride=args.cam_stride, pooling=args.pooling, lse_r=args.lse_r).to(device)
     x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
     if getattr(args, "channels_last", False):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -248,7 +256,8 @@ def main(args) -> dict:
                                           "command": f"python benchmarks/cam_recipes.py {shown}".strip()})
     write_report(args.out, "Demo-classifier recipes vs CAM localisation on the bone phantom", [
         f"Command: `python benchmarks/cam_recipes.py {shown}` on {device} "
-        f"({(time.perf_counter() - t0) / 60:.1f} min). Pointing game with 8 px tolerance on {args.n_eval} abnormal "
+        f"({(time.perf_counter() - t0) / 60:.1f} min). Pointing game with a tolerance of 1/16 of the image side "
+        f"(8 px at 128, 10 at 160, 12 at 192) on {args.n_eval} abnormal "
         "images per lesion type (mean over types; mean ± sd over seeds). Step cost: time per training step "
         f"relative to `{args.recipes[0]}`, measured in one process on the same device.", md])
     print(md, flush=True)

@@ -230,7 +230,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
             row.update({f"val_{k}": v for k, v in val.items()})
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if scheduler is not None:
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if getattr(scheduler, "wants_metric", plateau):  # a wrapper (xray_train.SharpnessRamp) may want it too
                 scheduler.step(row.get(cfg.monitor, row["train_loss"]))
             else:
                 scheduler.step()

@@ -167,6 +167,20 @@ def test_mura_without_data_root_is_one_line_error():
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --dataset mura needs --data-root")
 
 
+def test_bad_lse_sharpness_is_one_line_error(tmp_path):
+    r = run_demo("00_Interpretability", "train", "--pooling", "lse", "--lse-r", "0", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: --lse-r and --lse-r-start must be > 0, got 0.0")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_quick_checkpoint_records_the_demo_pooling(tiny_checkpoint):
+    from common.xray_train import DEMO, load_classifier
+
+    model, info = load_classifier(tiny_checkpoint, torch.device("cpu"))
+    assert (info["pooling"], model.pooling, model.lse_r) == (DEMO["pooling"], DEMO["pooling"], DEMO["lse_r"])
+
+
 def test_materialized_phantom_keeps_half_precision_and_hands_out_float32():
     from common.phantoms import BoneXrayPhantom
     from common.xray_task import Materialized

@@ -7,8 +7,10 @@ fine-tunes an ImageNet DenseNet and shows class activation maps on its last dens
 The backbone is torchvision's ``DenseNet.features``; the head is an explicit ``ReLU -> global average
 pool -> Linear`` so that CAM can hook the exact tensor the classifier pools. The ReLU and the pool carry
 no parameters, so ``state_dict`` keys are those of torchvision's DenseNet and its checkpoints load as
-they are. The models take 3-channel input (ImageNet weights); grayscale images go through
-:func:`to_model_input`, which repeats the channel and applies ImageNet normalisation.
+they are. ``pooling="lse"`` swaps the average pool for log-sum-exp pooling of the class map (the linear
+head applied at every position): same parameters, see :meth:`DenseNetClassifier.head_logits`. The
+models take 3-channel input (ImageNet weights); grayscale images go through :func:`to_model_input`, which
+repeats the channel and applies ImageNet normalisation.
 
 Usage::
 
@@ -18,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import Counter
@@ -56,13 +59,19 @@ _OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight
 _LAYER_KEY = re.compile(r"denseblock(\d+)\.denselayer(\d+)\.")
 
 
-class DenseNetClassifier(nn.Module):
-    """DenseNet (Huang et al. 2017) backbone + ReLU + global average pool + linear head."""
+POOLINGS = ("avg", "lse")
 
-    def __init__(self, arch: str = "densenet169", num_outputs: int = 1):
+
+class DenseNetClassifier(nn.Module):
+    """DenseNet (Huang et al. 2017) backbone + ReLU + global pool (average, or log-sum-exp) + linear head."""
+
+    def __init__(self, arch: str = "densenet169", num_outputs: int = 1, pooling: str = "avg", lse_r: float = 1.0):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown DenseNet arch {arch!r}; choose one of {sorted(ARCHS)}")
+        if pooling not in POOLINGS or not lse_r > 0:
+            raise ValueError(f"pooling must be one of {POOLINGS} and lse_r > 0, got {pooling!r}, {lse_r}")
+        self.pooling, self.lse_r = pooling, float(lse_r)
         net = torchvision.models.DenseNet(**ARCHS[arch], num_classes=num_outputs)
         self.arch = arch
         self.num_outputs = num_outputs
@@ -78,8 +87,31 @@ class DenseNetClassifier(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W), got {tuple(x.shape)}; pass grayscale through to_model_input")
         f = self.relu(self.features(x))  # (B, C, H/32, W/32)
-        logits = self.classifier(self.pool(f).flatten(1))  # (B, num_outputs)
-        return logits
+        return self.head_logits(f)  # (B, num_outputs)
+
+    def head_logits(self, f: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) from the block-4 features f (B, C, h, w) the CAM methods hook (``self.relu``'s output).
+
+        "avg": ``Linear(mean_hw f)``, torchvision's head. "lse": log-sum-exp pooling of the class map
+        s = W f + b (the linear head at every position; s is CAM's map plus the bias),
+        ``(1/r) log(mean_hw exp(r s))``: between the mean (r -> 0) and the maximum (r -> inf) of s.
+        Pinheiro & Collobert, CVPR 2015 (https://arxiv.org/abs/1411.6228); the ChestX-ray8 baseline
+        (Wang et al., CVPR 2017, https://arxiv.org/abs/1705.02315) pooled its disease maps so. The gradient
+        goes to the positions that score highest (softmax(r s) instead of 1/hw): on normal images every high
+        position is pushed down, so the surviving features sit on what they detect and the CAM peaks there
+        rather than beside it; but a lesion the model does not score yet gets little gradient, which is why
+        the demo model ramps r up during training (common.xray_train.SharpnessRamp; both measured in
+        benchmarks/cam_recipes.py). With either pooling the mean over positions of d logit / d f is W / hw,
+        so Grad-CAM at block 4 still equals CAM after the ReLU and rescaling.
+        """
+        if self.pooling == "avg":
+            return self.classifier(self.pool(f).flatten(1))
+        s = torch.einsum("kc,bchw->bkhw", self.classifier.weight.to(f.dtype), f).flatten(2)  # (B, K, hw), no bias
+        if s.dtype in (torch.float16, torch.bfloat16):  # under autocast: exp and log in float32
+            s = s.float()
+        r = self.lse_r
+        pooled = (torch.logsumexp(r * s, dim=2) - math.log(s.shape[2])) / r
+        return pooled + self.classifier.bias.to(s.dtype)
 
     def cam_layers(self) -> dict[int, nn.Module]:
         """The four dense-block layers CAM methods look at by default (see :func:`block_layers`)."""
@@ -140,16 +172,19 @@ def set_cam_stride(model: DenseNetClassifier, stride: int) -> DenseNetClassifier
 
 
 def build_densenet(arch: str = "densenet169", num_outputs: int = 1, weights: str | os.PathLike | None = None,
-                   cam_stride: int = 32):
+                   cam_stride: int = 32, pooling: str = "avg", lse_r: float = 1.0):
     """DenseNet classifier (Huang et al. 2017); weights None | "imagenet" | path to a torchvision-style .pth.
 
     ImageNet / backbone files initialise the features; their classifier is kept only when its shape fits
     ``num_outputs`` (e.g. 1000). Nothing is downloaded: a missing file is an InputError naming where to put it.
     cam_stride: 32 (torchvision's network) or 16 / 8 / 4 for finer block-3/4 maps (see :func:`set_cam_stride`).
+    pooling: "avg" (torchvision's head) or "lse" with sharpness ``lse_r`` (see :meth:`DenseNetClassifier.head_logits`).
     """
     if arch not in ARCHS:
         raise InputError(f"unknown DenseNet arch {arch!r}", hint=f"choose one of {sorted(ARCHS)}")
-    model = set_cam_stride(DenseNetClassifier(arch, num_outputs), cam_stride)
+    if pooling not in POOLINGS or not lse_r > 0:
+        raise InputError(f"pooling must be one of {POOLINGS} with lse_r > 0, got {pooling!r} (r={lse_r})")
+    model = set_cam_stride(DenseNetClassifier(arch, num_outputs, pooling, lse_r), cam_stride)
     if weights is None:
         return model
     if str(weights) == "imagenet":
