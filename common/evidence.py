@@ -27,17 +27,20 @@ def _distance_to_mask(mask: np.ndarray, y: int, x: int) -> float:
     return float(np.sqrt(((ys - y) ** 2 + (xs - x) ** 2).min()))
 
 
-def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16) -> dict:
+def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16, region: str = "lesion") -> dict:
     """Per abnormal image: (peak distance, evidence distance) in pixels from the class-1 CAM peak at ``layer``
-    (default: the features the linear head pools) to the lesion mask. Returns arrays "peak", "evidence".
+    (default: the features the linear head pools) to the region: the lesion mask, or (``region="marker"``)
+    the L/R marker's box (see ``common.explanation_scores.region_masks``). Returns arrays "peak", "evidence".
     """
+    from common.explanation_scores import region_masks
+
     head = linear_head(model)
     if head is None:
         raise ValueError("the model has no linear head (classifier / fc): CAM is undefined")
     layer = layer if layer is not None else model.cam_layers()[4]
     peak_d, evid_d = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        masks = batch["mask"].numpy().astype(bool)  # (B, H, W)
+        masks = region_masks(batch, region)  # (B, H, W) bool
         x = to_model_input(batch["image"].to(device)).requires_grad_(True)  # (B, 3, H, W)
         with frozen(model), LayerCapture({"f": layer}) as cap:
             with torch.enable_grad():

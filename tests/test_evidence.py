@@ -67,3 +67,18 @@ def test_peak_pointing_game_agrees_with_score_dataset():
     assert off["n"] == 6 and off["peak_pointing_game"] == rows[0]["pointing_game"]
     hits = res["hits"][("cam", 4, "lesion")]  # one hit per image, in dataset order
     assert hits.shape == (6,) and set(hits) <= {0.0, 1.0} and hits.mean() == rows[0]["pointing_game"]
+
+
+def test_marker_region_uses_the_marker_box():
+    """The same displaced spots, annotated as the L/R marker's box (no lesion): offsets measured to the box."""
+    items = []
+    for item in _spots():
+        ys, xs = np.nonzero(item["mask"].numpy())
+        box = {"marker_x0": int(xs.min()), "marker_y0": int(ys.min()), "marker_x1": int(xs.max()) + 1,
+               "marker_y1": int(ys.max()) + 1}
+        items.append({**item, "mask": torch.zeros_like(item["mask"]), "meta": box})
+    model = ShiftNet(6)
+    off = cam_evidence_offsets(model, items, torch.device("cpu"), layer=model.relu, region="marker")
+    np.testing.assert_allclose(off["peak"], 5.0)
+    np.testing.assert_allclose(off["evidence"], 0.0)
+    assert len(cam_evidence_offsets(model, items, torch.device("cpu"), layer=model.relu)["peak"]) == 0  # no lesion

@@ -148,6 +148,11 @@ def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, m
     assert len(result["accuracy"]) == 4  # two models x two test conditions
     regions = {(r["model"], r["method"], r["region"]) for r in result["cam"]}
     assert len(regions) == 8 and (tmp_path / "shortcut_cam.png").exists()
+    assert result["tolerance"] == 10  # 1/16 of the demo's 160 px, as evaluate.py
+    assert {(r["model"], r["region"]) for r in result["evidence"]} == {(m, g) for m, _, g in regions}
+    for r in result["evidence"]:
+        cam = next(c for c in result["cam"] if (c["model"], c["method"], c["region"]) == (r["model"], "cam", r["region"]))
+        assert r["n"] == cam["n"] and 0 <= r["displaced"] <= 1 - r["peak_pointing_game"]
 
 
 def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):

@@ -63,6 +63,12 @@ def test_pointing_game_and_energy():
     assert energy_pointing_game(sal, mask) == pytest.approx(9 / 18)
     with pytest.raises(ValueError, match="non-empty mask"):
         pointing_game(sal, np.zeros_like(mask))
+    corner = np.zeros((20, 20), bool)
+    corner[:3, :3] = True  # e.g. a marker in the top-left corner
+    assert not pointing_game(np.zeros((20, 20)), corner, tolerance=0)  # a flat map points nowhere
+    sal = np.zeros((20, 20))
+    sal[1, 1] = 1e-6
+    assert pointing_game(sal, corner, tolerance=0)
 
 
 def test_boxes():

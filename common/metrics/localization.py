@@ -13,13 +13,18 @@ from common.metrics._arrays import same_shape
 
 
 def pointing_game(saliency, mask, tolerance: int = 15) -> bool:
-    """Hit if the saliency maximum lies within ``tolerance`` pixels of the mask (saliency, mask: (H, W))."""
+    """Hit if the saliency maximum lies within ``tolerance`` pixels of the mask (saliency, mask: (H, W)).
+
+    A flat map (an all-negative CAM after the ReLU, say) has no maximum and is a miss; argmax would otherwise
+    pick pixel (0, 0) and credit whatever lies in the top-left corner, such as the phantom's L/R marker."""
     s, m = same_shape(saliency, mask, "pointing_game")
     if s.ndim != 2:
         raise ValueError(f"expected (H, W) maps, got {s.shape}")
     m = m.astype(bool)
     if not m.any():
         raise ValueError("pointing game needs a non-empty mask")
+    if not s.max() > s.min():
+        return False
     y, x = np.unravel_index(int(np.argmax(s)), s.shape)
     if tolerance <= 0:
         return bool(m[y, x])
