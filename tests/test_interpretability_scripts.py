@@ -151,7 +151,8 @@ def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, m
     assert result["tolerance"] == 10  # 1/16 of the demo's 160 px, as evaluate.py
     assert {(r["model"], r["region"]) for r in result["evidence"]} == {(m, g) for m, _, g in regions}
     for r in result["evidence"]:
-        cam = next(c for c in result["cam"] if (c["model"], c["method"], c["region"]) == (r["model"], "cam", r["region"]))
+        key = (r["model"], "cam", r["region"])
+        cam = next(c for c in result["cam"] if (c["model"], c["method"], c["region"]) == key)
         assert r["n"] == cam["n"] and 0 <= r["displaced"] <= 1 - r["peak_pointing_game"]
 
 
