@@ -41,7 +41,8 @@ def get_args(argv=None):
     p.add_argument("--lse-r-start", type=float, default=None,
                    help="ramp r geometrically from this value (first epoch) to --lse-r (last epoch); default: constant")
     p.add_argument("--schedule", default="plateau", choices=SCHEDULES,
-                   help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's")
+                   help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's (stepped "
+                        "per epoch); onecycle-batch = the same cycle stepped per batch")
     p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")
     p.add_argument("--size", type=int, default=320, help="input side in pixels (MURA: 320)")
     p.add_argument("--channels-last", action="store_true",

@@ -42,6 +42,7 @@ RECIPES = {
     "demo": {},
     "lse_const": {"lse_r_start": None},  # the demo's log-sum-exp pooling at r = 3 throughout
     "epochs12": {"epochs": 12},  # the demo with 20 % more training
+    "onecycle_batch": {"schedule": "onecycle-batch"},  # the demo's one-cycle lr stepped per batch, not per epoch
     "v5": GAP,
     "v4": V4,
     "n2400_e20": {"n_train": 2400, "epochs": 20, **GAP},  # v5 with v4's 2,400 images, twice the epochs: same steps

@@ -214,6 +214,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if hasattr(scheduler, "step_batch"):  # a per-batch lr schedule (xray_train.BatchStepped)
+                scheduler.step_batch()
             n = len(targets)
             loss_sum += torch.tensor([loss.detach().float().item() * n, n], dtype=torch.float64)
             if i % 10 == 0:

@@ -8,6 +8,7 @@ keep it under ``.cache/models/``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from common import checkpoint
 from common.engine import FitConfig, fit, predict
 from common.errors import InputError
 from common.models import build_densenet, load_weights, to_model_input
-from common.runtime import is_main_process, log
+from common.runtime import get_world_size, is_main_process, log
 from common.xray_task import (Augmented, Materialized, full_evaluation, labels_and_groups, logit_metrics,
                               study_type_weights, weighted_bce_step)
 
@@ -91,22 +92,48 @@ def probabilities(model, dataset, device, batch_size: int = 16) -> np.ndarray:
     return predict(model, dataset, fn, device, batch_size).numpy()
 
 
-SCHEDULES = ("plateau", "onecycle")
+SCHEDULES = ("plateau", "onecycle", "onecycle-batch")
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int):
-    """Learning-rate schedule, stepped once per epoch by the engine.
+class BatchStepped:
+    """An lr scheduler the engine steps after every optimizer step (``step_batch``) instead of once per epoch."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def step_batch(self) -> None:
+        self.scheduler.step()
+
+    def step(self, *metric) -> None:  # the engine's per-epoch call: nothing to do
+        pass
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int | None = None):
+    """Learning-rate schedule, stepped once per epoch by the engine ("onecycle-batch": once per batch).
 
     "plateau": MURA's protocol (Rajpurkar et al. 2017), lr / 10 when the validation loss stops falling.
     "onecycle": Smith & Topin, "Super-Convergence", 2017 (https://arxiv.org/abs/1708.07120) -- warm-up
     to ``lr`` then annealing to ~0; a short from-scratch run (the demo model) needs far fewer epochs with it.
+    "onecycle-batch": the same cycle stepped after every batch (``steps_per_epoch`` needed), as Smith & Topin
+    and torch's OneCycleLR intend; per epoch, the whole first epoch runs at lr / 25.
     """
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=1)
-    if name == "onecycle":
+    if name in ("onecycle", "onecycle-batch"):
         lr = optimizer.param_groups[0]["lr"]
-        # one step per epoch; the engine steps `epochs` times, so the last step must still lie in the cycle
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs + 1, pct_start=0.25)
+        per_batch = name == "onecycle-batch"
+        if per_batch and not steps_per_epoch:
+            raise InputError("the onecycle-batch schedule needs the number of steps per epoch")
+        # the engine steps `epochs` (x steps_per_epoch) times, so the last step must still lie in the cycle
+        steps = epochs * (steps_per_epoch if per_batch else 1) + 1
+        cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.25)
+        return BatchStepped(cycle) if per_batch else cycle
     raise InputError(f"unknown lr schedule {name!r}", hint=f"choose one of {SCHEDULES}")
 
 
@@ -143,6 +170,10 @@ class SharpnessRamp:
         self.epoch += 1
         self._apply()
 
+    def step_batch(self) -> None:  # the lr of a per-batch schedule; r stays per epoch
+        if hasattr(self.lr_scheduler, "step_batch"):
+            self.lr_scheduler.step_batch()
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "lr": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None}
 
@@ -170,7 +201,9 @@ def train_classifier(args, device, out: Path):
         def model_input(images):  # (B, 3, H, W) stored NHWC
             return to_model_input(images).contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = make_scheduler(getattr(args, "schedule", "plateau"), optimizer, args.epochs)
+    # batches per epoch on each rank (DistributedSampler pads the set to a multiple of the world size)
+    steps_per_epoch = math.ceil(math.ceil(len(train) / get_world_size()) / args.batch_size)
+    scheduler = make_scheduler(getattr(args, "schedule", "plateau"), optimizer, args.epochs, steps_per_epoch)
     r_start = getattr(args, "lse_r_start", None)
     if getattr(args, "pooling", "avg") == "lse" and r_start:
         scheduler = SharpnessRamp(model, scheduler, r_start, args.lse_r, args.epochs)

@@ -155,3 +155,25 @@ def test_fit_hands_the_metric_to_the_ramp_and_the_model_ends_at_r1(tmp_path):
     model, result = train_classifier(args, torch.device("cpu"), tmp_path)
     assert model.pooling == "lse" and model.lse_r == DEMO["lse_r"]
     assert len(result["fit"]["history"]) == 3
+
+
+def test_onecycle_batch_steps_the_lr_after_every_batch_and_through_the_ramp(tmp_path):
+    import argparse
+
+    from common.xray_train import DEMO, BatchStepped, make_scheduler, train_classifier
+
+    opt = torch.optim.SGD(make().parameters(), lr=1.0)
+    with pytest.raises(InputError, match="steps per epoch"):
+        make_scheduler("onecycle-batch", opt, epochs=2)
+    sched = make_scheduler("onecycle-batch", opt, epochs=2, steps_per_epoch=3)
+    assert isinstance(sched, BatchStepped) and sched.scheduler.total_steps == 7
+    sched.step()  # the engine's per-epoch call leaves the lr alone
+    assert sched.scheduler.last_epoch == 0
+    # 20 images in batches of 8: 3 steps an epoch, 2 epochs -> 6 lr steps, ending near the cycle's floor
+    args = argparse.Namespace(**{**DEMO, "n_train": 20, "n_val": 8, "size": 48, "epochs": 2, "batch_size": 8,
+                                 "schedule": "onecycle-batch", "resume": False, "data_root": None})
+    model, result = train_classifier(args, torch.device("cpu"), tmp_path)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)["scheduler"]
+    assert state["epoch"] == 2 and state["lr"]["last_epoch"] == 6 and state["lr"]["total_steps"] == 7
+    lrs = [h["lr"] for h in result["fit"]["history"]]  # the lr at the end of each epoch
+    assert lrs[0] > DEMO["lr"] / 2 and lrs[1] < DEMO["lr"] / 1000  # near the peak, then near the floor
