@@ -97,7 +97,8 @@ def run_demo(name: str, demo: Demo, args) -> dict:
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if code == 0 and metrics_file.exists() else None
     report = out / "report.md"
-    summary = {"name": name, "about": demo.about, "command": shown, "quick": args.quick, "status": "ok" if code == 0 else f"failed ({code})",
+    summary = {"name": name, "about": demo.about, "command": shown, "quick": args.quick,
+               "status": "ok" if code == 0 else f"failed ({code})",
                "seconds": round(seconds, 1), "metrics": metrics,
                "report": _relink(report.read_text(), name) if code == 0 and report.exists() else None}
     save_json(args.out / f"{name}.json", summary)
@@ -123,7 +124,8 @@ def write_report(summaries: list[dict], args) -> Path:
         lines.append(f"| {s['name']} | {s['status']} | {s['seconds'] / 60:.1f} | `{s['command']}` |")
     for s in summaries:
         lines += ["", f"---", "", f"_{s['name']}: {s['about']}_ — `{s['command']}` ({s['seconds']:.0f} s)", ""]
-        lines.append(s["report"] or ("(no report)" if s["status"] == "ok" else f"**{s['status']}**: see {s['name']}/log.txt"))
+        missing = "(no report)" if s["status"] == "ok" else f"**{s['status']}**: see {s['name']}/log.txt"
+        lines.append(s["report"] or missing)
     path = args.out / "REPORT.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

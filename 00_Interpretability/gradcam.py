@@ -37,7 +37,8 @@ def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "gradcam", train=False)
     p.add_argument("--img", nargs="+", default=None,
-                   help="image files, folders or globs (PNG/JPEG/BMP/TIFF 8/16-bit, DICOM, NIfTI); default: phantom images")
+                   help="image files, folders or globs (PNG/JPEG/BMP/TIFF 8/16-bit, DICOM, NIfTI); "
+                        "default: phantom images")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="a train.py checkpoint or a torchvision-style DenseNet state_dict; default: the demo model")
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")

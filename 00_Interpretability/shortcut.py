@@ -36,7 +36,8 @@ from common.xray_train import DEMO, demo_model, probabilities, train_classifier 
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "shortcut", epochs=DEMO["epochs"], batch_size=DEMO["batch_size"], lr=DEMO["lr"])
-    p.add_argument("--confounder", type=float, default=1.0, help="share of training images whose marker corner encodes the label")
+    p.add_argument("--confounder", type=float, default=1.0,
+                   help="share of training images whose marker corner encodes the label")
     p.add_argument("--n-train", type=int, default=DEMO["n_train"], help="training images")
     p.add_argument("--n-test", type=int, default=400, help="test images per condition")
     args = p.parse_args(argv)

@@ -30,9 +30,11 @@ DATASETS = ("phantom", "mura")
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "train", datasets=DATASETS, epochs=None, batch_size=8, lr=1e-4)
-    p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS), help="DenseNet variant ('mini' / 'tiny' for CPU demos)")
+    p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS),
+                   help="DenseNet variant ('mini' / 'tiny' for CPU demos)")
     p.add_argument("--weights", default=None,
-                   help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; default: random init")
+                   help="'imagenet' (torch hub cache) or a .pth file of ImageNet/torchvision weights; "
+                        "default: random init")
     p.add_argument("--cam-stride", type=int, default=32, choices=CAM_STRIDES,
                    help="32 = torchvision's DenseNet; 16 / 8 / 4 drop the last transition pools for finer CAMs")
     p.add_argument("--pooling", default="avg", choices=POOLINGS,
@@ -52,7 +54,8 @@ def get_args(argv=None):
     p.add_argument("--body-parts", nargs="+", default=None, help="restrict to these body parts / study types")
     p.add_argument("--confounder", type=float, default=0.0,
                    help="phantom only: probability that the L/R marker's corner encodes the label (shortcut demo)")
-    p.add_argument("--val-confounder", type=float, default=None, help="confounder of the validation set (default: same)")
+    p.add_argument("--val-confounder", type=float, default=None,
+                   help="confounder of the validation set (default: same)")
     args = p.parse_args(argv)
     if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
         given = argv if argv is not None else sys.argv
@@ -77,7 +80,8 @@ def main(args):
     if is_main_process():
         hist = result["fit"]["history"]
         epochs = [h["epoch"] for h in hist]
-        curves(epochs, {"train loss": [h["train_loss"] for h in hist], "validation loss": [h["val_loss"] for h in hist]},
+        losses = {"train loss": [h["train_loss"] for h in hist], "validation loss": [h["val_loss"] for h in hist]}
+        curves(epochs, losses,
                ctx.out / "loss.png", "epoch", "weighted BCE", f"{args.arch} on {args.dataset}")
         rows = [{"level": "image", **ev["image"]}, {"level": "study", **ev["study"]}]
         rows += [{"level": f"study: {part}", **m} for part, m in ev["per_body_part"].items()]

@@ -118,7 +118,8 @@ def main(args):
         f"Model: {info['arch']} ({info['source']}); {len(data)} abnormal phantom radiographs at {size} px. "
         f"Best: {best['method']} block {best['block']} at threshold {best['threshold']}: "
         f"{best['correct@0.5']:.1%} of boxes with IoU >= 0.5.", markdown_table(rows, cols),
-        "![heatmap, binary region and boxes: green = lesion outline, red = lesion box, blue = predicted box](localization.png)"])
+        "![heatmap, binary region and boxes: green = lesion outline, red = lesion box, blue = predicted box]"
+        "(localization.png)"])
     result = {"model": info, "n": len(data), "rows": rows, "best": best}
     save_json(ctx.out / "metrics.json", result)
     print(markdown_table(rows, cols))

@@ -99,7 +99,8 @@ def main():
     rows = [{"loop": k, "best seconds": best[k], "ratio to bare": best[k] / best["bare"]} for k in ("bare", "engine")]
     print(f"command: python benchmarks/engine_overhead.py {' '.join(sys.argv[1:])} (device {device})")
     print(markdown_table(rows))
-    save_json(args.out, {"device": str(device), "args": vars(args), "times": times, "ratio": best["engine"] / best["bare"]})
+    save_json(args.out, {"device": str(device), "args": vars(args), "times": times,
+                         "ratio": best["engine"] / best["bare"]})
 
 
 if __name__ == "__main__":

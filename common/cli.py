@@ -30,18 +30,21 @@ def add_common_args(
     lr: float | None = None,
     train: bool = True,
 ) -> argparse.ArgumentParser:
-    """Add --dataset/--data-root/--out/--device/--seed/--quick and, when ``train``, --epochs/--batch-size/--lr/--resume."""
+    """Add --dataset/--data-root/--out/--device/--seed/--quick and, when ``train``,
+    --epochs/--batch-size/--lr/--resume."""
     if datasets:
         parser.add_argument("--dataset", default=datasets[0], choices=datasets,
                             help="built-in phantom (offline) or a real public dataset (needs --data-root)")
-    parser.add_argument("--data-root", type=Path, default=None, help="folder of the real dataset in its published layout")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder of the real dataset in its published layout")
     parser.add_argument("--out", type=Path, default=Path("runs") / script, help="where everything this run writes goes")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA, then MPS, then CPU")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--quick", action="store_true", help="small, fast settings for a CPU smoke run")
     if train:
         parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")
-        parser.add_argument("--batch-size", type=int, default=batch_size, help="images per batch (per process under DDP)")
+        parser.add_argument("--batch-size", type=int, default=batch_size,
+                            help="images per batch (per process under DDP)")
         parser.add_argument("--lr", type=float, default=lr, help="learning rate")
         parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
         parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")

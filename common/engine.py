@@ -184,7 +184,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
         history, best, start = list(ck.get("metrics", [])), ck.get("best"), int(ck["epoch"]) + 1
         log(f"resumed from {last_path} after epoch {start} of {cfg.epochs}")
     elif cfg.resume:
-        log(f"notice: --resume given but {last_path} does not exist; starting from scratch")
+        log(f"no {last_path} to resume from; starting from scratch")
     net = model
     if is_distributed():
         ids = [device.index] if device.type == "cuda" else None

@@ -30,3 +30,15 @@ def test_quick_sweep_then_rescore_gives_the_same_scores(tmp_path):
     _sweep(tmp_path, "--rescore")
     second = json.loads((run / "scores.json").read_text())
     assert second["scores"] == first["scores"] and second["auroc"] == first["auroc"] and "rescored" in second
+
+
+def test_learnt_at_is_the_first_epoch_past_the_level(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from cam_recipes import learnt_at
+
+    assert learnt_at(tmp_path) == "?"  # no per-epoch curve kept
+    rows = ["epoch,val_auroc", "1,0.62", "2,0.81", "3,0.79", "4,0.95"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert learnt_at(tmp_path) == "2"
+    assert learnt_at(tmp_path, level=0.9) == "4"
+    assert learnt_at(tmp_path, level=0.96) == "-"

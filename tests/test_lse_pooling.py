@@ -177,3 +177,17 @@ def test_onecycle_batch_steps_the_lr_after_every_batch_and_through_the_ramp(tmp_
     assert state["epoch"] == 2 and state["lr"]["last_epoch"] == 6 and state["lr"]["total_steps"] == 7
     lrs = [h["lr"] for h in result["fit"]["history"]]  # the lr at the end of each epoch
     assert lrs[0] > DEMO["lr"] / 2 and lrs[1] < DEMO["lr"] / 1000  # near the peak, then near the floor
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "onecycle-batch"])
+@pytest.mark.parametrize("steps_per_epoch", [1, 2, 3, 4])
+def test_onecycle_survives_runs_of_a_few_steps(schedule, steps_per_epoch):
+    # OneCycleLR alone divides by zero when pct_start * total_steps == 1 (4 steps): a 1-epoch smoke run of 3 batches
+    from common.xray_train import make_scheduler
+
+    opt = torch.optim.SGD(make().parameters(), lr=1.0)
+    sched = make_scheduler(schedule, opt, epochs=1, steps_per_epoch=steps_per_epoch)
+    for _ in range(steps_per_epoch if schedule == "onecycle-batch" else 1):
+        opt.step()
+        getattr(sched, "step_batch", sched.step)()
+    assert 0 < opt.param_groups[0]["lr"] <= 1.0

@@ -10,7 +10,8 @@ import reproduce  # noqa: E402
 
 GOOD = '''
 import argparse, json, pathlib
-p = argparse.ArgumentParser(); p.add_argument("--out"); p.add_argument("--device"); p.add_argument("--quick", action="store_true")
+p = argparse.ArgumentParser(); p.add_argument("--out"); p.add_argument("--device")
+p.add_argument("--quick", action="store_true")
 a = p.parse_args(); out = pathlib.Path(a.out); out.mkdir(parents=True, exist_ok=True)
 (out / "metrics.json").write_text(json.dumps({"dice": 0.9, "quick": a.quick}))
 (out / "report.md").write_text("## good\\n\\n![fig](fig.png)\\n")

@@ -12,7 +12,8 @@ def add_cam_args(parser, methods: str = "cam,gradcam", layers: str = "1,2,3,4", 
                  tta: str = "none") -> None:
     parser.add_argument("--method", default=methods, help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--layers", default=layers, help="dense blocks to explain (comma list of 1-4)")
-    parser.add_argument("--scorecam-topk", type=int, default=topk, help="Score-CAM: score only the top-k channels (0 = all)")
+    parser.add_argument("--scorecam-topk", type=int, default=topk,
+                        help="Score-CAM: score only the top-k channels (0 = all)")
     parser.add_argument("--scorecam-rank", default="activation", choices=("activation", "gradient"),
                         help="Score-CAM: rank channels by mean activation or by Grad-CAM weight")
     parser.add_argument("--tta", default=tta, choices=tuple(TTA),

@@ -272,7 +272,8 @@ def render_segment(seg: Segment, X, Y, tex, marks=(), lesion: dict | None = None
         a, b = du * ct + dv * st, dv * ct - du * st
         ang = np.arctan2(b / L["b"], a / L["a"])
         # lobulated outline: the radius wobbles with angle (geographic lytic lesions are not ellipses)
-        rho = np.sqrt((a / L["a"]) ** 2 + (b / L["b"]) ** 2) / (1.0 + L["wobble"] * np.sin(L["lobes"] * ang + L["phase"]))
+        wobble = 1.0 + L["wobble"] * np.sin(L["lobes"] * ang + L["phase"])
+        rho = np.sqrt((a / L["a"]) ** 2 + (b / L["b"]) ** 2) / wobble
         hole = 1.0 - np.float32(L["depth"]) * np.sqrt(np.clip(1.0 - rho * rho, 0.0, 1.0))
         rim = 1.0 + np.float32(L["rim"]) * np.exp(-0.5 * ((rho - 1.0) / 0.12) ** 2)
         bone = bone * hole * rim

@@ -44,11 +44,13 @@ def main():
         model, _ = load_classifier(args.out / "train" / "best.pt", torch.device(dev))
         _, m = explain(model, to_model_input(x.to(dev)), ("cam", "gradcam", "gradcampp", "layercam"))
         maps[dev] = {k: {b: v.cpu() for b, v in d.items()} for k, d in m.items()}
-    worst = max((maps["cuda"][k][b] - maps["cpu"][k][b]).abs().max().item() for k in maps["cpu"] for b in maps["cpu"][k])
+    worst = max((maps["cuda"][k][b] - maps["cpu"][k][b]).abs().max().item()
+                for k in maps["cpu"] for b in maps["cpu"][k])
     print(f"CAM maps cuda vs cpu: max abs diff {worst:.2e} ({'ok' if worst < 1e-3 else 'MISMATCH'})", flush=True)
     gradcam = load_script("00_Interpretability", "gradcam")
     res = gradcam.main(gradcam.get_args(["--checkpoint", str(args.out / "train" / "best.pt"), "--out",
-                                         str(args.out / "gradcam"), "--device", "cuda", "--method", "cam,gradcam,scorecam"]))
+                                         str(args.out / "gradcam"), "--device", "cuda",
+                                         "--method", "cam,gradcam,scorecam"]))
     print(f"gradcam.py on cuda: ok, {len(res['images'])} images", flush=True)
 
 
