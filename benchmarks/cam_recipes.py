@@ -48,6 +48,7 @@ RECIPES = {
     "epochs12": {"epochs": 12, **V6},  # v6 with 20 % more training
     "lr1e-3": {"lr": 1e-3},  # the demo at half the peak learning rate
     "epochs8": {"epochs": 8},  # the demo's cycle (lr and sharpness) compressed into 8 epochs
+    "size128": {"size": 128},  # the demo at 128 px: ~0.65x the step cost, towards a 3-minute first use
     "r1": {"lse_r_start": 1.0},  # the demo with the sharpness ramped 1 -> 3 instead of 0.25 -> 3
     "v5": GAP,
     "v4": V4,
