@@ -229,13 +229,19 @@ def train_classifier(args, device, out: Path):
 
 
 def demo_model(device: torch.device, quiet: bool = False):
-    """The cached demo classifier; trained on first use (a few minutes on 2 CPU cores) and kept in .cache/."""
+    """The cached demo classifier; trained on first use (a few minutes on 2 CPU cores) and kept in .cache/.
+
+    Returns (model in eval mode, info): the cached file's path, the seed of the run that made it and that run's
+    validation AUROC, which reports print (the training gate may have replaced the first seed's run)."""
+    from common.models import read_checkpoint
+
     path = CACHE / f"bone_demo_v{DEMO_VERSION}.pt"
     model = build_densenet(DEMO["arch"], num_outputs=1, cam_stride=DEMO["cam_stride"], pooling=DEMO["pooling"],
                            lse_r=DEMO["lse_r"])
     if path.exists():
-        load_weights(model, path)
-        return model.to(device).eval(), path
+        saved = read_checkpoint(path)
+        load_weights(model, saved)
+        return model.to(device).eval(), _demo_info(path, saved.get("args", {}), saved.get("metrics", {}))
     log(f"no --checkpoint given: training the demo DenseNet ({DEMO['arch']}) on the bone phantom once "
         f"(about 5 minutes on 2 CPU cores, twice that if a run must be repeated); it is cached at {path} "
         "for later runs")
@@ -260,7 +266,13 @@ def demo_model(device: torch.device, quiet: bool = False):
     if is_main_process():
         checkpoint.save(path, model=model.state_dict(), args=vars(args), metrics=result["evaluation"],
                         arch=DEMO["arch"])
-    return model.to(device).eval(), path
+    return model.to(device).eval(), _demo_info(path, vars(args), result["evaluation"])
+
+
+def _demo_info(path: Path, args: dict, metrics: dict) -> dict:
+    auroc = metrics.get("image", {}).get("auroc")
+    about = f"seed {args.get('seed')}" + (f", validation AUROC {auroc:.3f}" if auroc is not None else "")
+    return {"path": path, "seed": args.get("seed"), "val_auroc": auroc, "about": about}
 
 
 def load_classifier(path, device: torch.device, arch: str | None = None):
@@ -273,8 +285,9 @@ def load_classifier(path, device: torch.device, arch: str | None = None):
     from common.models.densenet import ARCHS, _state_from
 
     if path is None:
-        model, cached = demo_model(device)
-        return model, {"arch": DEMO["arch"], "size": DEMO["size"], "source": f"demo model ({cached})"}
+        model, demo = demo_model(device)
+        return model, {"arch": DEMO["arch"], "size": DEMO["size"],
+                       "source": f"demo model ({demo['path']}; {demo['about']})"}
     obj = read_checkpoint(Path(path))
     state = _state_from(obj, path)
     if arch is None:

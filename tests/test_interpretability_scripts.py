@@ -141,7 +141,8 @@ def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, m
     from common.xray_train import load_classifier
 
     shortcut = load("shortcut")
-    monkeypatch.setattr(shortcut, "demo_model", lambda device: (load_classifier(tiny_checkpoint, device)[0], "tiny"))
+    monkeypatch.setattr(shortcut, "demo_model",
+                        lambda device: (load_classifier(tiny_checkpoint, device)[0], {"about": "tiny stand-in"}))
     args = shortcut.get_args(["--quick", "--n-train", "16", "--epochs", "1", "--n-test", "8", "--out", str(tmp_path),
                               "--device", "cpu"])
     result = shortcut.main(args)
@@ -154,6 +155,7 @@ def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, m
         key = (r["model"], "cam", r["region"])
         cam = next(c for c in result["cam"] if (c["model"], c["method"], c["region"]) == key)
         assert r["n"] == cam["n"] and 0 <= r["displaced"] <= 1 - r["peak_pointing_game"]
+    assert "the demo model (tiny stand-in)" in (tmp_path / "report.md").read_text()
 
 
 def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):
@@ -216,8 +218,10 @@ def test_demo_model_retrains_a_run_that_learnt_only_the_metal(tmp_path, monkeypa
 
     monkeypatch.setattr(xray_train, "CACHE", tmp_path)
     monkeypatch.setattr(xray_train, "train_classifier", fake_train)
-    model, path = xray_train.demo_model(torch.device("cpu"))
-    assert seen == expected_seeds and path.exists()
+    model, info = xray_train.demo_model(torch.device("cpu"))
+    assert seen == expected_seeds and info["path"].exists()
     assert ("warning: the demo model found little beyond the metal" in capsys.readouterr().out) == warned
-    xray_train.demo_model(torch.device("cpu"))  # cached now: no training
-    assert seen == expected_seeds
+    # the cached model says which run made it (the gate may have replaced the first seed's)
+    assert (info["seed"], info["val_auroc"]) == (expected_seeds[-1], aurocs[len(expected_seeds) - 1])
+    _, cached = xray_train.demo_model(torch.device("cpu"))  # cached now: no training
+    assert seen == expected_seeds and cached["about"] == info["about"]
