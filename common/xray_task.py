@@ -23,20 +23,53 @@ from torch.utils.data import Dataset
 from common.metrics import accuracy, auroc, cohen_kappa, sensitivity_specificity
 
 
+def _as_stored(batch: list[dict]) -> list[tuple[dict, dict]]:
+    """Items as Materialized keeps them, floating-point images in float16, with their tensors as numpy arrays:
+    from a worker, arrays travel pickled in the batch, where tensors would each take a shared-memory file
+    (a file descriptor each while kept, and slower to set up than rendering an image)."""
+    out = []
+    for item in batch:
+        arrays = {k: (v.half() if k == "image" and v.is_floating_point() else v).numpy()
+                  for k, v in item.items() if torch.is_tensor(v)}
+        out.append(({k: v for k, v in item.items() if k not in arrays}, arrays))
+    return out
+
+
 class Materialized(Dataset):
     """Render a procedural dataset once and keep it in memory, so epochs don't re-render it.
 
     Images are kept in float16 (half the memory: 4,800 images at 160 px take 250 MB instead of 490 MB; the
-    step of 5e-4 near 1.0 is far below the phantoms' film grain) and handed out as float32."""
+    step of 5e-4 near 1.0 is far below the phantoms' film grain) and handed out as float32.
 
-    def __init__(self, dataset: Dataset):
+    ``workers`` > 0 renders in that many DataLoader worker processes, in chunks, in order: the items are the
+    same as rendered in this process (each phantom item depends only on its seed and index). The bone phantom's
+    4,800 demo images at 160 px take ~22 s in one process on this project's CPU, ~12 s in two. The default uses
+    every CPU core (at most 8) for sets of ``PARALLEL_FROM`` items or more, one process for smaller sets and in
+    a daemonic process (which may not start workers)."""
+
+    PARALLEL_FROM = 512
+    CHUNK = 32
+
+    def __init__(self, dataset: Dataset, workers: int | None = None):
+        import multiprocessing
+        import os
+
+        from torch.utils.data import DataLoader
         from tqdm import tqdm
 
+        if workers is None:
+            big = len(dataset) >= self.PARALLEL_FROM and not multiprocessing.current_process().daemon
+            workers = min(os.cpu_count() or 1, 8) if big else 0
+            workers = workers if workers > 1 else 0
         self.base = dataset
         self.items = []
-        for i in tqdm(range(len(dataset)), desc="rendering", leave=False):
-            item = dataset[i]
-            self.items.append({**item, "image": item["image"].half()} if item["image"].is_floating_point() else item)
+        loader = DataLoader(dataset, batch_size=self.CHUNK, shuffle=False, num_workers=workers,
+                            collate_fn=_as_stored)
+        with tqdm(total=len(dataset), desc="rendering", leave=False) as bar:
+            for chunk in loader:
+                for rest, arrays in chunk:
+                    self.items.append({**rest, **{k: torch.from_numpy(a) for k, a in arrays.items()}})
+                bar.update(len(chunk))
 
     def __len__(self):
         return len(self.items)

@@ -42,3 +42,12 @@ def test_learnt_at_is_the_first_epoch_past_the_level(tmp_path):
     assert learnt_at(tmp_path) == "2"
     assert learnt_at(tmp_path, level=0.9) == "4"
     assert learnt_at(tmp_path, level=0.96) == "-"
+
+
+def test_training_cost_counts_the_steps_of_each_recipe():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from cam_recipes import recipe_args, training_steps
+
+    # the demo: 4,800 images / batch 16 x 10 epochs; b8: 2,400 / 8 x 10, the same steps; 12 epochs: 20 % more
+    assert [training_steps(recipe_args(r, 0, False)) for r in ("demo", "b8", "epochs12")] == [3000, 3000, 3600]
+    assert training_steps(recipe_args("demo", 0, True)) == 4  # the smoke run: 64 images / 16 x 1 epoch

@@ -203,6 +203,19 @@ def test_materialized_phantom_keeps_half_precision_and_hands_out_float32():
         assert (item["image"] - ref["image"]).abs().max() <= 2 ** -11  # float16 rounding of values in [0, 1]
 
 
+def test_materialized_renders_the_same_items_in_worker_processes():
+    from common.phantoms import BoneXrayPhantom
+    from common.xray_task import Materialized
+
+    base = BoneXrayPhantom(n=7, size=40, seed=11, confounder=0.5)
+    serial, parallel = Materialized(base, workers=0), Materialized(base, workers=2)
+    assert len(parallel) == 7
+    for a, b in zip(serial.items, parallel.items):  # same order, same pixels, same labels and metadata
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        assert a["label"] == b["label"] and a["meta"] == b["meta"]
+        assert not b["image"].is_shared()  # arrived pickled, not in a shared-memory file
+
+
 @pytest.mark.parametrize("aurocs,expected_seeds,warned", [((0.95,), [0], False), ((0.7, 0.93), [0, 1], False),
                                                           ((0.7, 0.72), [0, 1], True)])
 def test_demo_model_retrains_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs,
