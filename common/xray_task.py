@@ -50,17 +50,22 @@ class Materialized(Dataset):
     PARALLEL_FROM = 512
     CHUNK = 32
 
-    def __init__(self, dataset: Dataset, workers: int | None = None):
+    @classmethod
+    def default_workers(cls, n: int) -> int:
+        """Worker processes for ``n`` items: every CPU core (at most 8) from PARALLEL_FROM items, else none."""
         import multiprocessing
         import os
 
+        if n < cls.PARALLEL_FROM or multiprocessing.current_process().daemon:
+            return 0
+        cores = min(os.cpu_count() or 1, 8)
+        return cores if cores > 1 else 0
+
+    def __init__(self, dataset: Dataset, workers: int | None = None):
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
-        if workers is None:
-            big = len(dataset) >= self.PARALLEL_FROM and not multiprocessing.current_process().daemon
-            workers = min(os.cpu_count() or 1, 8) if big else 0
-            workers = workers if workers > 1 else 0
+        workers = self.default_workers(len(dataset)) if workers is None else workers
         self.base = dataset
         self.items = []
         loader = DataLoader(dataset, batch_size=self.CHUNK, shuffle=False, num_workers=workers,

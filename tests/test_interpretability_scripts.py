@@ -216,6 +216,38 @@ def test_materialized_renders_the_same_items_in_worker_processes():
         assert not b["image"].is_shared()  # arrived pickled, not in a shared-memory file
 
 
+def test_materialized_uses_worker_processes_only_where_they_pay_and_may_start(monkeypatch):
+    import multiprocessing
+    import os
+    import types
+
+    from common.xray_task import Materialized
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    big = Materialized.PARALLEL_FROM
+    assert (Materialized.default_workers(big - 1), Materialized.default_workers(big)) == (0, 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert Materialized.default_workers(10 * big) == 0  # one core: workers would only add transfers
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: types.SimpleNamespace(daemon=True))
+    assert Materialized.default_workers(10 * big) == 0  # a daemonic process may not have children
+
+
+def test_materialize_speed_benchmark_checks_identity_and_reports_the_ratio(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers.scripts import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "materialize_speed.py"), "--n", "40", "--size", "48",
+                        "--workers", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["identical"] and metrics["workers"] == 2 and metrics["n"] == 40
+    assert "2 worker processes" in (tmp_path / "report.md").read_text()
+
+
 @pytest.mark.parametrize("aurocs,expected_seeds,warned", [((0.95,), [0], False), ((0.7, 0.93), [0, 1], False),
                                                           ((0.7, 0.72), [0, 1], True)])
 def test_demo_model_retrains_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs,
