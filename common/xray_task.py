@@ -52,13 +52,14 @@ class Materialized(Dataset):
 
     @classmethod
     def default_workers(cls, n: int) -> int:
-        """Worker processes for ``n`` items: every CPU core (at most 8) from PARALLEL_FROM items, else none."""
+        """Worker processes for ``n`` items: from PARALLEL_FROM items, every CPU core (at most 8) shared among the
+        processes that torchrun started on this machine (each renders its own copy), else none."""
         import multiprocessing
         import os
 
         if n < cls.PARALLEL_FROM or multiprocessing.current_process().daemon:
             return 0
-        cores = min(os.cpu_count() or 1, 8)
+        cores = min((os.cpu_count() or 1) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1), 8)
         return cores if cores > 1 else 0
 
     def __init__(self, dataset: Dataset, workers: int | None = None):

@@ -226,6 +226,9 @@ def test_materialized_uses_worker_processes_only_where_they_pay_and_may_start(mo
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     big = Materialized.PARALLEL_FROM
     assert (Materialized.default_workers(big - 1), Materialized.default_workers(big)) == (0, 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this machine: two cores each
+    assert Materialized.default_workers(big) == 2
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert Materialized.default_workers(10 * big) == 0  # one core: workers would only add transfers
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
