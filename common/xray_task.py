@@ -43,7 +43,8 @@ class Materialized(Dataset):
 
     ``workers`` > 0 renders in that many DataLoader worker processes, in chunks, in order: the items are the
     same as rendered in this process (each phantom item depends only on its seed and index). The bone phantom's
-    4,800 demo images at 160 px take ~22 s in one process on this project's CPU, ~12 s in two. The default uses
+    4,800 demo images at 160 px took 23.6 s in one process on this project's 2-core CPU and 11.9 s in two
+    (benchmarks/materialize_speed.py). The default uses
     every CPU core (at most 8) for sets of ``PARALLEL_FROM`` items or more, one process for smaller sets and in
     a daemonic process (which may not start workers)."""
 
