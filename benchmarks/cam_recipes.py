@@ -178,11 +178,11 @@ def training_steps(args) -> int:
     return math.ceil(args.n_train / args.batch_size) * args.epochs
 
 
-def step_time(name: str, device, steps: int = 6) -> float:
+def step_time(name: str, device, quick: bool = False, steps: int = 6) -> float:
     """Seconds per training step (at the recipe's batch size) of its network at its input size, in this process."""
     from common.models import build_densenet
 
-    args = recipe_args(name, 0, False)
+    args = recipe_args(name, 0, quick)
     model = build_densenet(args.arch, 1, cam_stride=args.cam_stride, pooling=args.pooling, lse_r=args.lse_r).to(device)
     x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
     if getattr(args, "channels_last", False):
@@ -271,7 +271,7 @@ def main(args) -> dict:
         if stale:
             print(f"not rescored (no kept best.pt, scores reused): {', '.join(sorted(stale))}", flush=True)
     # training cost: measured time a step x number of steps (recipes differ in batch size, images and epochs)
-    costs = {r: step_time(r, device) * training_steps(recipe_args(r, 0, args.quick)) for r in args.recipes}
+    costs = {r: step_time(r, device, args.quick) * training_steps(recipe_args(r, 0, args.quick)) for r in args.recipes}
     rows = []
     for r in args.recipes:
         mine = [x for x in results if x["recipe"] == r]
@@ -296,7 +296,8 @@ def main(args) -> dict:
         f"({(time.perf_counter() - t0) / 60:.1f} min). Pointing game with a tolerance of 1/16 of the image side "
         f"(8 px at 128, 10 at 160, 12 at 192) on {args.n_eval} abnormal "
         "images per lesion type (mean over types; mean ± sd over seeds). Training cost: time per training step "
-        f"times number of steps, relative to `{args.recipes[0]}`, the step timed in one process on the same device. \"AUROC > 0.8 at epoch\": "
+        f"times number of steps, relative to `{args.recipes[0]}`, the step timed in one process on the same device. "
+        "\"AUROC > 0.8 at epoch\": "
         "per seed, the first epoch whose validation AUROC passed 0.8 (the model had left the plateau where it "
         "knows the metal only), - for never.", md])
     print(md, flush=True)
