@@ -58,6 +58,12 @@ RECIPES = {
     # layers and receptive field, fewer channels to normalise and convolve, towards a 3-minute first use
     "bn2": {"arch_spec": dict(growth_rate=16, block_config=(1, 1, 1, 1), num_init_features=16, bn_size=2)},
     "bn1": {"arch_spec": dict(growth_rate=16, block_config=(1, 1, 1, 1), num_init_features=16, bn_size=1)},
+    # towards 0.6x the images seen: does the metal-only plateau end sooner with spectral decoupling (a logit penalty
+    # against gradient starvation), or with 75 % abnormal training images (1.5x the lesions an epoch)?
+    "sd0.1_e6": {"logit_penalty": 0.1, "epochs": 6},
+    "sd0.02_e6": {"logit_penalty": 0.02, "epochs": 6},
+    "ab0.75_e6": {"abnormal_fraction": 0.75, "epochs": 6},
+    "fl160": {"lesion_types": ("fracture", "lytic")},  # the demo without metal implants: is the metal in the way?
     "v5": GAP,
     "v4": V4,
     "n2400_e20": {"n_train": 2400, "epochs": 20, **GAP},  # v5 with v4's 2,400 images, twice the epochs: same steps

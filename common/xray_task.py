@@ -139,8 +139,13 @@ def study_type_weights(labels: Sequence[int], parts: Sequence[str]) -> dict[str,
     return weights
 
 
-def weighted_bce_step(weights: dict[str, tuple[float, float]], model_input):
-    """Engine step for the 1-logit head with MURA's per-study-type weights (batch meta carries body_part)."""
+def weighted_bce_step(weights: dict[str, tuple[float, float]], model_input, logit_penalty: float = 0.0):
+    """Engine step for the 1-logit head with MURA's per-study-type weights (batch meta carries body_part).
+
+    ``logit_penalty`` lambda adds lambda / 2 * mean(logit^2): spectral decoupling (Pezeshki et al., "Gradient
+    Starvation", NeurIPS 2021, https://arxiv.org/abs/2011.09468), which keeps a feature learnt early (the metal)
+    from starving the gradient of those learnt later (the fractures).
+    """
 
     def step(model, batch, device):
         x = model_input(batch["image"].to(device))  # (B, 3, H, W)
@@ -149,6 +154,8 @@ def weighted_bce_step(weights: dict[str, tuple[float, float]], model_input):
         w = torch.tensor([weights.get(p, (0.5, 0.5)) for p in batch["meta"]["body_part"]], device=device)
         per_item = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
         loss = (per_item * torch.where(y > 0.5, w[:, 1], w[:, 0])).mean()
+        if logit_penalty:
+            loss = loss + 0.5 * logit_penalty * logits.float().pow(2).mean()
         return loss, logits, batch["label"]
 
     return step

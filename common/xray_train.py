@@ -73,7 +73,8 @@ def bone_datasets(args):
         lesions = tuple(getattr(args, "lesion_types", None) or LESION_TYPES)
         val_conf = args.confounder if args.val_confounder is None else args.val_confounder
         train = BoneXrayPhantom(n=args.n_train, size=args.size, seed=args.seed, body_parts=parts,
-                                lesion_types=lesions, confounder=args.confounder)
+                                lesion_types=lesions, confounder=args.confounder,
+                                abnormal_fraction=getattr(args, "abnormal_fraction", 0.5))
         # a disjoint seed stream: validation images never appear in training
         val = BoneXrayPhantom(n=args.n_val, size=args.size, seed=args.seed + 100_000, body_parts=parts,
                               lesion_types=lesions, confounder=val_conf)
@@ -215,7 +216,7 @@ def train_classifier(args, device, out: Path):
         scheduler = SharpnessRamp(model, scheduler, r_start, args.lse_r, args.epochs)
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
-    step = weighted_bce_step(weights, model_input)
+    step = weighted_bce_step(weights, model_input, getattr(args, "logit_penalty", 0.0))
     augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0))  # MURA: up to 30 degrees
     fit_result = fit(model, augmented, val, step, optimizer, cfg, device, scheduler=scheduler,
                      metric_fn=logit_metrics)

@@ -1,8 +1,11 @@
 """benchmarks/cam_recipes.py: its smoke mode end to end, and re-scoring a finished run's kept weights."""
 
 import json
+import math
 import subprocess
 import sys
+
+import pytest
 
 from tests.helpers.scripts import ROOT
 
@@ -51,3 +54,36 @@ def test_training_cost_counts_the_steps_of_each_recipe():
     # the demo: 4,800 images / batch 16 x 10 epochs; b8: 2,400 / 8 x 10, the same steps; 12 epochs: 20 % more
     assert [training_steps(recipe_args(r, 0, False)) for r in ("demo", "b8", "epochs12")] == [3000, 3000, 3600]
     assert training_steps(recipe_args("demo", 0, True)) == 4  # the smoke run: 64 images / 16 x 1 epoch
+
+
+def test_logit_penalty_adds_half_lambda_mean_squared_logit():
+    import torch
+
+    from common.xray_task import weighted_bce_step
+
+    class Fixed(torch.nn.Module):  # logits 2 and -1 whatever the input
+        def forward(self, x):
+            return torch.tensor([[2.0], [-1.0]])
+
+    batch = {"image": torch.zeros(2, 3, 4, 4), "label": torch.tensor([1, 0]),
+             "meta": {"body_part": ["hand", "hand"]}}
+    weights = {"hand": (0.25, 0.75)}  # (w0, w1)
+    plain = weighted_bce_step(weights, lambda x: x)(Fixed(), batch, "cpu")[0]
+    penalised = weighted_bce_step(weights, lambda x: x, logit_penalty=0.1)(Fixed(), batch, "cpu")[0]
+    # by hand: BCE(2, 1) = log(1 + e^-2), BCE(-1, 0) = log(1 + e^-1); weighted mean; penalty 0.1 / 2 * (4 + 1) / 2
+    bce = (0.75 * math.log1p(math.exp(-2.0)) + 0.25 * math.log1p(math.exp(-1.0))) / 2
+    assert plain.item() == pytest.approx(bce, rel=1e-6)
+    assert penalised.item() == pytest.approx(bce + 0.125, rel=1e-6)
+
+
+def test_recipes_set_the_training_sets_abnormal_fraction_only():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from cam_recipes import recipe_args
+
+    from common.xray_train import bone_datasets
+
+    args = recipe_args("ab0.75_e6", 0, True)
+    args.n_train, args.n_val, args.size = 400, 400, 32
+    train, val = bone_datasets(args)
+    frac = [sum(d.base.item_spec(i)["lesion_type"] != "none" for i in range(len(d))) / len(d) for d in (train, val)]
+    assert abs(frac[0] - 0.75) < 0.06 and abs(frac[1] - 0.5) < 0.06  # validation keeps the phantom's 50 %
