@@ -64,6 +64,9 @@ RECIPES = {
     "sd0.02_e6": {"logit_penalty": 0.02, "epochs": 6},
     "ab0.75_e6": {"abnormal_fraction": 0.75, "epochs": 6},
     "fl160": {"lesion_types": ("fracture", "lytic")},  # the demo without metal implants: is the metal in the way?
+    # demo_model()'s warm restart (common.xray_train.restart_config) of the same seed's "demo" run in the same --out
+    # folder: does it rescue the runs that stayed on the plateau, and what does it do to those that did not?
+    "restart": {"restart_from": "demo"},
     "v5": GAP,
     "v4": V4,
     "n2400_e20": {"n_train": 2400, "epochs": 20, **GAP},  # v5 with v4's 2,400 images, twice the epochs: same steps
@@ -89,12 +92,20 @@ RECIPES = {
 LESIONS = ("fracture", "lytic", "hardware")
 
 
-def recipe_args(name: str, seed: int, quick: bool) -> argparse.Namespace:
-    from common.xray_train import DEMO
+def recipe_args(name: str, seed: int, quick: bool, out: Path | None = None) -> argparse.Namespace:
+    """A recipe's training arguments; a restart recipe continues ``out / <its source recipe> / seed<seed>``."""
+    from common.xray_train import DEMO, restart_config
 
     from common.models import ARCHS
 
     overrides = dict(RECIPES[name])
+    source = overrides.pop("restart_from", None)
+    if source is not None:  # weights: where the source run keeps them (none given: a fresh network, to time a step)
+        cfg = restart_config(Path(out or ".") / source / f"seed{seed}", seed)
+        cfg.update(resume=True, data_root=None, weights=cfg["weights"] if out is not None else None)
+        if quick:
+            cfg.update(n_train=64, n_val=32, epochs=1, size=64)
+        return argparse.Namespace(**cfg)
     spec = overrides.pop("arch_spec", None)
     if spec is not None:
         ARCHS[f"sweep_{name}"] = spec
@@ -165,7 +176,7 @@ def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: i
         return json.loads(done.read_text())
     from common.xray_train import train_classifier
 
-    args = recipe_args(name, seed, quick)
+    args = recipe_args(name, seed, quick, out_dir.parent.parent)
     dev = torch.device(device)
     t0 = time.perf_counter()
     with worker_log(out_dir, threads):
@@ -232,6 +243,16 @@ def get_args(argv=None):
         args.recipes, args.seeds, args.n_eval = args.recipes[:2], 1, 4
     if args.out is None:  # never mix a smoke run's scores into the measured ones
         args.out = Path("runs/cam_recipes_quick" if args.quick else "benchmarks/results/cam_recipes")
+    for r in args.recipes:  # a restart needs its source run's weights: kept in --out, or trained in this sweep
+        src = RECIPES[r].get("restart_from")
+        runs = [args.out / str(src) / f"seed{s}" for s in range(args.seeds)]
+        # a finished run is reused, not retrained: without its weights it cannot be continued
+        missing = [d for d in runs if src is not None and not (d / "best.pt").exists()
+                   and (src not in args.recipes or (d / "scores.json").exists())]
+        if missing:
+            p.error(f"recipe {r} continues {src}'s runs, and {missing[0] / 'best.pt'} is missing: "
+                    + (f"delete {missing[0] / 'scores.json'} to train it again" if src in args.recipes
+                       else f"add {src} to --recipes"))
     return args
 
 
@@ -263,15 +284,19 @@ def main(args) -> dict:
     t0 = time.perf_counter()
     results = []
     ctx = multiprocessing.get_context("spawn")
+    # a restart continues its source run, so restarts train in a second pass, after every source run
+    restarts = [j for j in jobs if "restart_from" in RECIPES[j[0]]]
+    passes = [[j for j in jobs if j not in restarts], restarts]
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=ctx) as pool:
-        futures = {pool.submit(run_job, r, s, str(args.out / r / f"seed{s}"), str(device), threads, args.n_eval,
-                               args.quick, args.rescore): (r, s) for r, s in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            res = future.result()
-            results.append(res)
-            print(f"[{len(results)}/{len(jobs)}] {res['recipe']} seed {res['seed']}: AUROC {res['auroc']:.3f}, "
-                  f"CAM b4 pointing game {res['scores']['cam_b4']['all']:.3f} ({res['train_seconds']:.0f} s)",
-                  flush=True)
+        for batch in passes:
+            futures = {pool.submit(run_job, r, s, str(args.out / r / f"seed{s}"), str(device), threads, args.n_eval,
+                                   args.quick, args.rescore): (r, s) for r, s in batch}
+            for future in concurrent.futures.as_completed(futures):
+                res = future.result()
+                results.append(res)
+                print(f"[{len(results)}/{len(jobs)}] {res['recipe']} seed {res['seed']}: AUROC {res['auroc']:.3f}, "
+                      f"CAM b4 pointing game {res['scores']['cam_b4']['all']:.3f} ({res['train_seconds']:.0f} s)",
+                      flush=True)
     if args.rescore:
         stale = [f"{x['recipe']}/seed{x['seed']}" for x in results if "rescored" not in x]
         if stale:

@@ -87,3 +87,21 @@ def test_recipes_set_the_training_sets_abnormal_fraction_only():
     train, val = bone_datasets(args)
     frac = [sum(d.base.item_spec(i)["lesion_type"] != "none" for i in range(len(d))) / len(d) for d in (train, val)]
     assert abs(frac[0] - 0.75) < 0.06 and abs(frac[1] - 0.5) < 0.06  # validation keeps the phantom's 50 %
+
+
+def test_restart_continues_the_same_seeds_demo_run_after_it(tmp_path):
+    import torch
+
+    out = _sweep(tmp_path, "--recipes", "demo,restart")
+    assert "demo seed 0" in out and "restart seed 0" in out
+    saved = torch.load(tmp_path / "restart" / "seed0" / "best.pt", weights_only=False)["args"]
+    # demo_model()'s warm restart: the demo run's weights, the next seed's images, the sharpness ramp from 1
+    assert saved["weights"] == str(tmp_path / "demo" / "seed0" / "best.pt")
+    assert (saved["seed"], saved["restart_of_seed"], saved["lse_r_start"]) == (1, 0, 1.0)
+
+
+def test_restart_without_its_source_weights_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cam_recipes.py"), "--quick", "--recipes",
+                        "restart", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "add demo to --recipes" in r.stderr

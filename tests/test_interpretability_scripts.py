@@ -251,25 +251,34 @@ def test_materialize_speed_benchmark_checks_identity_and_reports_the_ratio(tmp_p
     assert "2 worker processes" in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.parametrize("aurocs,expected_seeds,warned", [((0.95,), [0], False), ((0.7, 0.93), [0, 1], False),
-                                                          ((0.7, 0.72), [0, 1], True)])
-def test_demo_model_retrains_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs,
-                                                              expected_seeds, warned):
+@pytest.mark.parametrize("aurocs,expected_runs,warned", [((0.95,), ["seed0"], False),
+                                                         ((0.7, 0.93), ["seed0", "restart"], False),
+                                                         ((0.7, 0.72), ["seed0", "restart"], True)])
+def test_demo_model_continues_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs, expected_runs,
+                                                               warned):
     from common import xray_train
 
     seen = []
 
     def fake_train(args, device, out):
-        seen.append(args.seed)
+        seen.append((out.name, args))
         model = xray_train.build_densenet(xray_train.DEMO["arch"], 1, cam_stride=xray_train.DEMO["cam_stride"])
         return model, {"evaluation": {"image": {"auroc": aurocs[len(seen) - 1], "accuracy": 0.5}}}
 
     monkeypatch.setattr(xray_train, "CACHE", tmp_path)
     monkeypatch.setattr(xray_train, "train_classifier", fake_train)
     model, info = xray_train.demo_model(torch.device("cpu"))
-    assert seen == expected_seeds and info["path"].exists()
-    assert ("warning: the demo model found little beyond the metal" in capsys.readouterr().out) == warned
-    # the cached model says which run made it (the gate may have replaced the first seed's)
-    assert (info["seed"], info["val_auroc"]) == (expected_seeds[-1], aurocs[len(expected_seeds) - 1])
+    assert [name for name, _ in seen] == expected_runs and info["path"].exists()
+    assert vars(seen[0][1]).items() >= xray_train.DEMO.items()  # the first run is the demo recipe as it is
+    if len(seen) > 1:  # the warm restart: the first run's weights, the next seed's images, a 6-epoch cycle from r = 1
+        restart = seen[1][1]
+        assert restart.weights == str(tmp_path / f"bone_demo_v{xray_train.DEMO_VERSION}_training" / "seed0" / "best.pt")
+        assert (restart.seed, restart.epochs, restart.lse_r_start, restart.lr) == (1, 6, 1.0, xray_train.DEMO["lr"])
+    out = capsys.readouterr().out
+    assert ("continuing it for 6 epochs" in out) == (len(seen) > 1)
+    assert ("warning: the demo model found little beyond the metal" in out) == warned
+    # the cached model says which run made it (the gate may have continued the first run)
+    assert info["val_auroc"] == aurocs[len(seen) - 1]
+    assert info["about"].startswith("seed 0, restarted on seed 1's images" if len(seen) > 1 else "seed 0, validation")
     _, cached = xray_train.demo_model(torch.device("cpu"))  # cached now: no training
-    assert seen == expected_seeds and cached["about"] == info["about"]
+    assert len(seen) == len(expected_runs) and cached["about"] == info["about"]
