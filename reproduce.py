@@ -123,7 +123,7 @@ def write_report(summaries: list[dict], args) -> Path:
     for s in summaries:
         lines.append(f"| {s['name']} | {s['status']} | {s['seconds'] / 60:.1f} | `{s['command']}` |")
     for s in summaries:
-        lines += ["", f"---", "", f"_{s['name']}: {s['about']}_ — `{s['command']}` ({s['seconds']:.0f} s)", ""]
+        lines += ["", "---", "", f"_{s['name']}: {s['about']}_ — `{s['command']}` ({s['seconds']:.0f} s)", ""]
         missing = "(no report)" if s["status"] == "ok" else f"**{s['status']}**: see {s['name']}/log.txt"
         lines.append(s["report"] or missing)
     path = args.out / "REPORT.md"

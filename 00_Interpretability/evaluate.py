@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
@@ -30,23 +30,32 @@ from common.xray_train import load_classifier  # noqa: E402
 
 
 GOAL_POINTING = 0.8
+MIN_SIZE = 32  # a DenseNet downsamples by 32: a smaller input leaves its last block no pixels
+
+
 
 
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "evaluate", datasets=("phantom", "mura"), train=False)
-    p.add_argument("--checkpoint", type=Path, default=None, help="classifier checkpoint (default: the demo model)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="classifier checkpoint with one output, p(abnormal) (default: the demo model)")
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
     add_cam_args(p, methods="cam,gradcam,gradcampp,layercam,xgradcam,eigencam,scorecam", topk=32)
-    p.add_argument("--n", type=int, default=400, help="abnormal phantom images to score")
-    p.add_argument("--size", type=int, default=None, help="image side (default: the checkpoint's)")
-    p.add_argument("--tolerance", type=int, default=None,
+    p.add_argument("--n", type=int_at_least(1), default=400, help="abnormal phantom images to score")
+    p.add_argument("--size", type=int_at_least(MIN_SIZE), default=None,
+                   help=f"image side in px, >= {MIN_SIZE} (default: the size the checkpoint records, else 320)")
+    p.add_argument("--tolerance", type=int_at_least(0), default=None,
                    help="pointing-game tolerance in pixels (default: 1/16 of the image side, 8 px at 128; Zhang et al. "
                         "used 15 px at 224)")
     p.add_argument("--threshold", type=float, default=0.5, help="IoU: map >= threshold x max")
-    p.add_argument("--faithfulness", type=int, default=100, help="images that also get deletion/insertion AUC")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--faithfulness", type=int_at_least(0), default=100,
+                   help="images that also get deletion/insertion AUC")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16,
+                   help="images explained and scored together")
     args = p.parse_args(argv)
+    if args.scorecam_topk < 0:
+        p.error(f"argument --scorecam-topk: must be >= 0 (0 = all channels), got {args.scorecam_topk}")
     if args.quick:
         args.n, args.faithfulness = min(args.n, 120), min(args.faithfulness, 24)
     return args
@@ -60,7 +69,14 @@ def main(args):
     blocks = parse_layers(args.layers)
     check_methods_layers(methods, blocks)
     ctx = setup_run(args)
-    model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
+    with ctx.removing_out_on_error():  # a bad checkpoint leaves no empty --out behind
+        model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
+        if model.num_outputs != 1:
+            # common.explanation_scores reads p(abnormal) as sigmoid(logit 0): its detection rate and deletion /
+            # insertion AUCs would be wrong for a K-class head
+            raise InputError(f"checkpoint has {model.num_outputs} outputs; evaluate.py scores 1-output (abnormal "
+                             "vs normal) classifiers", path=info["source"],
+                             hint="train one with train.py, or look at this model's maps with gradcam.py")
     size = args.size or info.get("size") or 320
     if args.tolerance is None:
         args.tolerance = pointing_tolerance(size)

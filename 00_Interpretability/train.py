@@ -22,7 +22,7 @@ from common.models.densenet import CAM_STRIDES  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
 from common.viz import curves  # noqa: E402
-from common.xray_train import DEMO, DEMO_MIN_AUROC, SCHEDULES, train_classifier  # noqa: E402
+from common.xray_train import DEMO, DEMO_MIN_AUROC, SCHEDULES, restart_config, train_classifier  # noqa: E402
 
 DATASETS = ("phantom", "mura")
 
@@ -88,9 +88,12 @@ def main(args):
         cols = ["level", "kappa", "auroc", "accuracy", "sensitivity", "specificity", "n"]
         # a --quick run on the phantom that stayed on the plateau where it knows the metal only (00 README)
         plateau = args.quick and args.dataset == "phantom" and ev["image"]["auroc"] < DEMO_MIN_AUROC
+        restart = restart_config(ctx.out, args.seed)
         hint = (f"Validation AUROC is below the demo model's gate ({DEMO_MIN_AUROC}): a short from-scratch run "
-                "sometimes learns the metal implants and not the fractures and lytic lesions; train once more with "
-                f"--seed {args.seed + 1}.")
+                "sometimes learns the metal implants and not the fractures and lytic lesions. Continue it as the demo "
+                f"model does (a warm restart, {restart['epochs']} epochs on new images): `python "
+                f"00_Interpretability/train.py --quick --weights {restart['weights']} --epochs {restart['epochs']} "
+                f"--lse-r-start {restart['lse_r_start']:g} --seed {restart['seed']} --out {ctx.out}_restart`.")
         write_report(ctx.out, f"Normal/abnormal classification ({args.arch}, {args.dataset}, {args.size} px)", [
             f"Best validation loss at epoch {result['best_epoch']} of {args.epochs}; checkpoint `best.pt`."
             + (f" {hint}" if plateau else ""), markdown_table(rows, cols), "![training curves](loss.png)"])

@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from common.cam.augment import explain_tta  # noqa: E402

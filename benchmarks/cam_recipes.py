@@ -65,8 +65,10 @@ RECIPES = {
     "ab0.75_e6": {"abnormal_fraction": 0.75, "epochs": 6},
     "fl160": {"lesion_types": ("fracture", "lytic")},  # the demo without metal implants: is the metal in the way?
     # demo_model()'s warm restart (common.xray_train.restart_config) of the same seed's "demo" run in the same --out
-    # folder: does it rescue the runs that stayed on the plateau, and what does it do to those that did not?
+    # folder: does it rescue the runs that stayed on the plateau? The others: the same restart of other stuck runs
     "restart": {"restart_from": "demo"},
+    "restart_b8": {"restart_from": "b8"},
+    **{f"restart_{r}": {"restart_from": r} for r in ("sd0.1_e6", "sd0.02_e6", "ab0.75_e6")},
     "v5": GAP,
     "v4": V4,
     "n2400_e20": {"n_train": 2400, "epochs": 20, **GAP},  # v5 with v4's 2,400 images, twice the epochs: same steps

@@ -7,7 +7,11 @@ Only tensors and plain python values are stored, so ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
+import io
+import pickletools
 import random
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +73,45 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
         raise InputError("checkpoint not found", path=path, hint="check the path, or train one first")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # zip errors, EOF, unpickling errors all mean the same to the user
+    except Exception as exc:  # zip errors, EOF, unpickling errors: told apart only where the fix differs
+        if pickled_module(path):  # weights_only loading refuses the module's classes
+            raise InputError("checkpoint is a pickled whole model, not a state_dict", path=path,
+                             hint="save model.state_dict() instead (or, if you trust the file, load it in Python "
+                             "and re-save its state_dict)") from None
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if refused:  # a readable file that pickles a Python object safe loading will not rebuild
+            raise InputError(f"checkpoint pickles the Python object {refused.group(1)}, not only tensors and plain "
+                             "values", path=path, hint="store only tensors and plain values (vars(args), not args), "
+                             "or, if you trust the file, load it in Python and re-save it so") from None
         raise InputError(f"checkpoint is truncated or corrupt, or not a PyTorch file ({type(exc).__name__})",
                          path=path, hint="re-save or re-download it") from None
     if not isinstance(obj, dict):
         raise InputError(f"checkpoint holds a {type(obj).__name__}, not a dict of tensors", path=path,
                          hint="save model.state_dict(), not the whole module")
     return obj
+
+
+def pickled_module(path: str | Path) -> bool:
+    """Whether ``torch.save`` wrote a whole ``nn.Module`` (``torch.save(model)``) to ``path``, read without unpickling.
+
+    Every Module pickles its ``__dict__``, whose keys include "_modules" and "_parameters"; a state_dict's keys are
+    parameter names ("features.conv0.weight"). pickletools only lists the opcodes, so no code in the file runs.
+    """
+    strings: set[str] = set()
+    try:
+        if zipfile.is_zipfile(path):  # torch >= 1.6: a zip archive holding <name>/data.pkl and the tensor storages
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                streams = [io.BytesIO(archive.read(name))] if name else []
+        else:  # the legacy format: a few pickles in a row (magic number, version, system info, the object)
+            with open(path, "rb") as f:
+                streams = [io.BytesIO(f.read(64 << 20))]
+        for stream in streams:
+            for _ in range(4):
+                strings.update(arg for _, arg, _ in pickletools.genops(stream) if isinstance(arg, str))
+    except Exception:  # a truncated or foreign file: whatever was listed before the damage is all there is
+        pass
+    return {"_modules", "_parameters"} <= strings
 
 
 def model_state(ckpt: dict) -> dict:

@@ -15,9 +15,39 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help that keeps the docstring's line breaks and shows defaults, except where the help text already says
+    what its default is (or the default is None, which the help explains)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text or action.default is None else super()._get_help_string(action)
+
+
 def make_parser(doc: str | None) -> argparse.ArgumentParser:
     """A parser whose description is the script's docstring, whose help shows defaults and whose errors are one line."""
-    return OneLineErrorParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return OneLineErrorParser(description=doc, formatter_class=HelpFormatter)
+
+
+def int_at_least(low: int):
+    """argparse ``type=`` for an integer >= ``low``: a smaller or non-integer value is argparse's one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # argparse names the type in its messages
+    return parse
+
+
+def set_help(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
+    """Say what a shared flag (from add_common_args / add_cam_args) does in this script."""
+    parser._option_string_actions[flag].help = text  # argparse has no public setter
 
 
 def add_common_args(

@@ -150,15 +150,39 @@ class RunContext:
     distributed: bool
     rank: int
     world_size: int
+    created: tuple[Path, ...] = ()  # the folders setup_run made for ``out``, deepest first
+
+    @contextlib.contextmanager
+    def removing_out_on_error(self):
+        """Inside, an exception (bad input found after set-up, such as a wrong checkpoint) removes the folders
+        setup_run created for ``out`` while they are still empty, then propagates: no empty --out tree is left."""
+        try:
+            yield self
+        except BaseException:
+            if is_main_process():
+                for folder in self.created:
+                    try:
+                        folder.rmdir()  # only succeeds while empty
+                    except FileNotFoundError:
+                        continue
+                    except OSError:
+                        break  # holds files: keep it and the folders above it
+            raise
 
 
 def setup_run(args) -> RunContext:
-    """Seed, pick the device, join DDP if launched by torchrun, create ``args.out``, print the resolved args."""
+    """Seed, pick the device, join DDP if launched by torchrun, create ``args.out``, print the resolved args.
+
+    Validate the inputs before calling it where that is cheap; checks that need the device (loading a checkpoint)
+    can run inside ``with ctx.removing_out_on_error():`` so a failure leaves no empty output folders behind.
+    """
     device = choose_device(getattr(args, "device", "auto"))
     distributed = init_distributed(device)
     # Each rank gets its own stream of randomness for augmentation; model init is synced by DDP.
     seed_everything(int(getattr(args, "seed", 0)) + get_rank(), getattr(args, "deterministic", False))
+    wanted = Path(os.path.abspath(Path(getattr(args, "out")).expanduser()))  # ".." resolved, as mkdir walks it
+    created = tuple(p for p in (wanted, *wanted.parents) if not p.exists())  # deepest first
     out = make_out_dir(getattr(args, "out"))
     log("arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
     log(f"device: {device}" + (f" (DDP, world size {get_world_size()})" if distributed else ""))
-    return RunContext(device, out, distributed, get_rank(), get_world_size())
+    return RunContext(device, out, distributed, get_rank(), get_world_size(), created)

@@ -63,7 +63,7 @@ DEMO_MIN_AUROC = 0.85
 # such a run is continued, not replaced: a warm restart (Loshchilov & Hutter, SGDR, ICLR 2017,
 # https://arxiv.org/abs/1608.03983) from its weights, on the next seed's images, with a new one-cycle of 6 epochs
 # and the sharpness ramped from 1 (the features that carry the metal are there already; from 0.25 the restart did not
-# leave the plateau). Measured on stuck runs in benchmarks/results/demo_restart: 0.6x a training instead of 1x.
+# leave the plateau). Measured on stuck runs: benchmarks/results/cam_recipes_restart{,_b8}; 0.6x a training, not 1x.
 DEMO_RESTART = dict(epochs=6, lse_r_start=1.0)
 
 

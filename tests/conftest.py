@@ -25,6 +25,7 @@ def tiny_checkpoint(tmp_path_factory):
     result = train.main(args)
     assert {"image", "study", "per_body_part"} <= set(result)
     assert (out / "best.pt").exists() and (out / "report.md").exists() and (out / "loss.png").exists()
-    # a --quick run below the demo's AUROC gate says so and how to retry
-    assert ("--seed 1" in (out / "report.md").read_text()) == (result["image"]["auroc"] < 0.85)
+    # a --quick run below the demo's AUROC gate says so and how to continue it (the demo model's warm restart)
+    suggested = f"--weights {out / 'best.pt'} --epochs 6 --lse-r-start 1 --seed 1 --out {out}_restart"
+    assert (suggested in (out / "report.md").read_text()) == (result["image"]["auroc"] < 0.85)
     return out / "best.pt"

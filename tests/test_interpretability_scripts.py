@@ -1,6 +1,5 @@
 """00_Interpretability scripts end to end on tiny inputs: train -> gradcam -> evaluate, and bad input."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +281,18 @@ def test_demo_model_continues_a_run_that_learnt_only_the_metal(tmp_path, monkeyp
     assert info["about"].startswith("seed 0, restarted on seed 1's images" if len(seen) > 1 else "seed 0, validation")
     _, cached = xray_train.demo_model(torch.device("cpu"))  # cached now: no training
     assert len(seen) == len(expected_runs) and cached["about"] == info["about"]
+
+
+def test_train_continues_a_run_as_its_report_suggests(tiny_checkpoint, tmp_path):
+    from common import checkpoint
+    from common.xray_train import restart_config
+
+    train = load_script("00_Interpretability", "train")
+    restart = restart_config(tiny_checkpoint.parent, 0)
+    args = train.get_args(["--quick", "--weights", restart["weights"], "--epochs", "1", "--lse-r-start", "1",
+                           "--seed", "1", "--out", str(tmp_path), "--n-train", "16", "--n-val", "8", "--size", "64",
+                           "--batch-size", "8", "--device", "cpu"])
+    assert (args.arch, args.lse_r_start, args.weights) == ("mini", 1.0, str(tiny_checkpoint))  # --quick keeps them
+    train.main(args)
+    saved = checkpoint.load(tmp_path / "best.pt")
+    assert saved["args"]["weights"] == str(tiny_checkpoint) and saved["args"]["seed"] == 1

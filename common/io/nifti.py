@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
+from common.errors import InputError, describe
+
+# nibabel's message for an image shorter than its header says: "Expected 67650 bytes, got 9648 bytes from ..."
+_SHORT_DATA = re.compile(r"Expected (\d+) bytes, got (\d+) bytes")
 
 
 def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = None, axis: int = 2,
-               volume_index: int = 0):
+               volume_index: int | None = None):
+    """One 2D slice of a NIfTI file -> float32 (H, W), and metadata.
+
+    4D data (x, y, z, t): volume ``volume_index`` (default 0), then as 3D. 3D data: slice ``slice_index``
+    along ``axis`` (default the middle one). Every default taken is named in one notice on stderr.
+    """
     import nibabel as nib
 
     from common.io.reader import minmax, notice
@@ -19,13 +28,25 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj).astype(np.float32)
     except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib errors ...
-        raise InputError(f"cannot read the NIfTI file ({type(exc).__name__}: {exc})", path=path,
+        short = _SHORT_DATA.search(str(exc))
+        if short or isinstance(exc, EOFError):
+            found = f" (expected {short.group(1)} bytes of image data, found {short.group(2)})" if short else ""
+            raise InputError(f"truncated NIfTI file{found}", path=path,
+                             hint="the file was cut short (incomplete download or copy?); copy or export it again"
+                             ) from None
+        raise InputError(f"cannot read the NIfTI file ({describe(exc)})", path=path,
                          hint="the file is truncated or not NIfTI") from None
     shape = data.shape
+    zooms = getattr(img.header, "get_zooms", None)  # CIFTI headers have none
     meta = {"format": "NIfTI", "volume_shape": tuple(int(s) for s in shape),
-            "spacing": [float(z) for z in img.header.get_zooms()[:3]]}
+            "spacing": [float(z) for z in zooms()[:3]] if zooms else None}
     data = np.squeeze(data) if data.ndim > 2 and 1 in shape[2:] else data
+    used, how = [], []  # the defaults taken, and the arguments that choose otherwise: one notice for both
     if data.ndim == 4:
+        if volume_index is None:
+            volume_index = 0
+            used.append("volume 0")
+            how.append("volume_index=")
         if not 0 <= volume_index < data.shape[3]:
             raise InputError(f"volume index {volume_index} out of range (4th dimension is {data.shape[3]})", path=path)
         data = data[..., volume_index]
@@ -36,7 +57,11 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
         n = data.shape[axis]
         if slice_index is None:
             slice_index = n // 2
-            notice(f"{path}: 3D volume {tuple(data.shape)}; using the middle slice {slice_index} along axis {axis}")
+            used.append(f"the middle slice {slice_index} along axis {axis}")
+            how.append("slice_index=")
+        if used:
+            what = f"4D volume {meta['volume_shape']}" if "volume_index" in meta else f"3D volume {tuple(data.shape)}"
+            notice(f"{path}: {what}; using {' and '.join(used)} (choose with {' and '.join(how)})")
         if not 0 <= slice_index < n:
             raise InputError(f"slice {slice_index} out of range (axis {axis} has {n} slices)", path=path)
         volume = data

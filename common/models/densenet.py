@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -208,20 +208,42 @@ def build_densenet(arch: str = "densenet169", num_outputs: int = 1, weights: str
 
 
 def load_weights(model: DenseNetClassifier, path_or_state: str | os.PathLike | Mapping[str, Any]) -> DenseNetClassifier:
-    """Load a project checkpoint (state dict under "model") or a torchvision-style state dict, strictly."""
-    source = path_or_state if isinstance(path_or_state, (str, os.PathLike)) else "state dict"
-    obj = read_checkpoint(Path(path_or_state)) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
+    """Load a project checkpoint (state dict under "model") or a torchvision-style state dict, strictly.
+
+    Errors name the file: the path given, or the one a dict from :func:`read_checkpoint` / :func:`_state_from` was
+    read from; only a dict built in memory is called "state dict".
+    """
+    if isinstance(path_or_state, (str, os.PathLike)):
+        source, obj = path_or_state, read_checkpoint(Path(path_or_state))
+    else:
+        source, obj = getattr(path_or_state, "source", None) or "state dict", path_or_state
     _load_strict(model, _state_from(obj, source), source=source)
     return model
 
 
+class _FromFile(dict):
+    """A checkpoint dict that remembers the file it was read from, so later errors can name it.
+
+    Pickled (``torch.save``, ``copy.deepcopy``) it becomes an OrderedDict, as state_dicts are, so that files saved
+    from it still load with ``weights_only=True``, which refuses unknown classes.
+    """
+
+    def __init__(self, data: Mapping, source: Any):
+        super().__init__(data)
+        self.source = source
+
+    def __reduce__(self):
+        return OrderedDict, (), None, None, iter(self.items())
+
+
 def read_checkpoint(path: Path) -> dict:
     """The project's checkpoint reader (tensors and plain values only; bad files are one-line InputErrors)."""
-    return checkpoint.load(path)
+    return _FromFile(checkpoint.load(path), source=path)
 
 
 def _state_from(obj: Any, source: Any = None) -> dict[str, torch.Tensor]:
     """Pull the state dict out of a checkpoint dict; strip DDP / torch.compile prefixes; remap old keys."""
+    source = source if source is not None else getattr(obj, "source", None)
     obj = checkpoint.model_state(dict(obj)) if isinstance(obj, Mapping) else obj  # "model" / "state_dict" / "module."
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         raise InputError("checkpoint holds no state dict (expected tensors, or a dict with key 'model')", path=source)
@@ -230,7 +252,7 @@ def _state_from(obj: Any, source: Any = None) -> dict[str, torch.Tensor]:
         key = key.removeprefix("_orig_mod.")  # torch.compile wrapper
         old = _OLD_KEY.match(key)
         state[old.group(1) + old.group(2) if old else key] = value
-    return state
+    return _FromFile(state, source) if source is not None else state
 
 
 def guess_arch(keys) -> str:
@@ -268,7 +290,9 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: An
             hint = "same architecture but different layers; was it saved from another model class?"
         elif looks.startswith("not "):
             hint = f"the checkpoint is {looks}"
+        elif looks in ARCHS:
+            hint = f"the checkpoint looks like {looks}: pass --arch {looks}"
         else:
-            hint = f"the checkpoint looks like {looks}; build the model with that arch"
+            hint = f"the checkpoint is {looks}, which no --arch choice builds"
         raise InputError(f"checkpoint does not match {arch} ({detail})", path=source, hint=hint)
     model.load_state_dict(state, strict=ignore_prefix is None)
