@@ -72,11 +72,11 @@ def add_common_args(
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--quick", action="store_true", help="small, fast settings for a CPU smoke run")
     if train:
-        parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")
-        parser.add_argument("--batch-size", type=int, default=batch_size,
+        parser.add_argument("--epochs", type=int_at_least(1), default=epochs, help="training epochs")
+        parser.add_argument("--batch-size", type=int_at_least(1), default=batch_size,
                             help="images per batch (per process under DDP)")
         parser.add_argument("--lr", type=float, default=lr, help="learning rate")
         parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-        parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+        parser.add_argument("--workers", type=int_at_least(0), default=0, help="data-loader worker processes")
     return parser
 

@@ -5,6 +5,8 @@ Cut files are made in the test from pydicom's and nibabel's own test data; check
 
 import argparse
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 
 from common.errors import LIBRARY_MESSAGE_LIMIT, InputError, cli_main, describe, one_line
 from common.io import read_image
+from tests.helpers.scripts import ROOT
 
 PYDICOM_ERROR = ("Unable to decompress 'JPEG-LS Lossless Image Compression' pixel data because all plugins are "
                  "missing dependencies:\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires pylibjpeg>=2.0")
@@ -286,3 +289,18 @@ def test_other_refused_objects_and_cut_files_keep_their_diagnosis(tmp_path, tiny
     assert not pickled_module(tmp_path / "cut.pt")  # never raises, whatever the bytes
     with pytest.raises(InputError, match="truncated or corrupt"):
         load_weights(build_densenet("tiny"), tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("script", ["00_Interpretability/train.py", "00_Interpretability/shortcut.py",
+                                    "01_WeaklySupervised/train_sizeloss.py"])
+@pytest.mark.parametrize("argv, expected", [(["--epochs", "0"], "--epochs: must be >= 1, got 0"),
+                                            (["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+                                            (["--workers", "-1"], "--workers: must be >= 0, got -1")])
+def test_training_flags_below_their_minimum_are_one_line(tmp_path, script, argv, expected):
+    # before: train.py turned --epochs 0 into 30, --batch-size 0 ended in a ZeroDivisionError traceback
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / script), "--quick", *argv, "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
+    assert not out.exists()
