@@ -22,17 +22,13 @@ from common.errors import InputError, cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
 from common.io import save_json  # noqa: E402
-from common.models import block_layers  # noqa: E402
+from common.models import MIN_INPUT_SIZE, block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
 from common.viz import image_grid  # noqa: E402
 from common.xray_train import load_classifier  # noqa: E402
 
-
 GOAL_POINTING = 0.8
-MIN_SIZE = 32  # a DenseNet downsamples by 32: a smaller input leaves its last block no pixels
-
-
 
 
 def get_args(argv=None):
@@ -43,8 +39,8 @@ def get_args(argv=None):
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
     add_cam_args(p, methods="cam,gradcam,gradcampp,layercam,xgradcam,eigencam,scorecam", topk=32)
     p.add_argument("--n", type=int_at_least(1), default=400, help="abnormal phantom images to score")
-    p.add_argument("--size", type=int_at_least(MIN_SIZE), default=None,
-                   help=f"image side in px, >= {MIN_SIZE} (default: the size the checkpoint records, else 320)")
+    p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
+                   help=f"image side in px, >= {MIN_INPUT_SIZE} (default: the size the checkpoint records, else 320)")
     p.add_argument("--tolerance", type=int_at_least(0), default=None,
                    help="pointing-game tolerance in pixels (default: 1/16 of the image side, 8 px at 128; Zhang et al. "
                         "used 15 px at 224)")

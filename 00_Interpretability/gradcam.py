@@ -30,16 +30,13 @@ from common.cli import add_common_args, int_at_least, make_parser, set_help  # n
 from common.datasets._common import pad_to_square, resize_image  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import IMAGE_EXTENSIONS, list_images, read_image, save_image, save_json, save_npz  # noqa: E402
-from common.models import block_layers, to_model_input  # noqa: E402
+from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
 from common.viz import image_grid, overlay  # noqa: E402
 from common.xray_train import load_classifier  # noqa: E402
 
 BINARY_CLASSES = {0: "normal", 1: "abnormal"}  # a 1-logit head: class 1 scores the logit, class 0 its negation
-MIN_SIZE = 32  # a DenseNet downsamples by 32: a smaller input leaves its last block no pixels
-
-
 
 
 def get_args(argv=None):
@@ -59,8 +56,8 @@ def get_args(argv=None):
     p.add_argument("--target-class", type=int_at_least(0), default=None,
                    help="class to explain: for a 1-output model 1 = abnormal, 0 = normal; for K outputs 0..K-1 "
                         "(default: the predicted class)")
-    p.add_argument("--size", type=int_at_least(MIN_SIZE), default=None,
-                   help=f"input side in px, >= {MIN_SIZE} (default: the size the checkpoint records, else 320)")
+    p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
+                   help=f"input side in px, >= {MIN_INPUT_SIZE} (default: the size the checkpoint records, else 320)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8, help="images explained together")
     p.add_argument("--save-maps", action="store_true",
                    help="also write <stem>_maps.npz per image, holding: <method>_block<k> = the map as drawn, "

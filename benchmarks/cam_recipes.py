@@ -103,8 +103,9 @@ def recipe_args(name: str, seed: int, quick: bool, out: Path | None = None) -> a
     overrides = dict(RECIPES[name])
     source = overrides.pop("restart_from", None)
     if source is not None:  # weights: where the source run keeps them (none given: a fresh network, to time a step)
-        cfg = restart_config(Path(out or ".") / source / f"seed{seed}", seed)
-        cfg.update(resume=True, data_root=None, weights=cfg["weights"] if out is not None else None)
+        cfg = {**restart_config(Path(out or ".") / source / f"seed{seed}", seed), "resume": True, "data_root": None}
+        if out is None:
+            cfg["weights"] = None
         if quick:
             cfg.update(n_train=64, n_val=32, epochs=1, size=64)
         return argparse.Namespace(**cfg)

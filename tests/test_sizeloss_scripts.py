@@ -245,7 +245,8 @@ def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
     assert seen[0].margin == 0.2 and seen[0].bounds == "volume"
 
 
-@pytest.mark.parametrize("argv, expected", [(["--epochs", "0"], "--epochs: must be >= 1, got 0"), (["--label", "7"], "--label 7"),
+@pytest.mark.parametrize("argv, expected", [(["--epochs", "0"], "--epochs: must be >= 1, got 0"),
+                                            (["--label", "7"], "--label 7"),
                                             (["--margin", "1.5"], "--margin 1.5"), (["--variant", "foo"], "foo"),
                                             (["--table", "--seeds", "0"], "--seeds 0"),
                                             (["--table", "--rows", "fs/box"], "fs/box"),

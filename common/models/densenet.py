@@ -151,6 +151,8 @@ def imagenet_weights_path(arch: str) -> tuple[Path, str]:
 
 
 CAM_STRIDES = (32, 16, 8, 4)
+# a DenseNet downsamples by 32: a smaller input leaves its last block no pixels
+MIN_INPUT_SIZE = 32
 
 
 def set_cam_stride(model: DenseNetClassifier, stride: int) -> DenseNetClassifier:
