@@ -68,7 +68,14 @@ def get_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="keep demos that already finished ok (same mode) and rerun only the others")
     p.add_argument("--list", action="store_true", help="list the demos and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only is not None:  # checked here, before anything under --out is written
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in DEMOS]
+        if unknown or not names:
+            what = f"unknown demo(s) {', '.join(unknown)}" if unknown else f"no demo names in {args.only!r}"
+            p.error(f"argument --only: {what}; choose from {', '.join(DEMOS)}")
+    return args
 
 
 def _relink(markdown: str, prefix: str) -> str:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
@@ -44,14 +44,13 @@ def get_args(argv=None):
     p.add_argument("--tolerance", type=int_at_least(0), default=None,
                    help="pointing-game tolerance in pixels (default: 1/16 of the image side, 8 px at 128; Zhang et al. "
                         "used 15 px at 224)")
-    p.add_argument("--threshold", type=float, default=0.5, help="IoU: map >= threshold x max")
+    p.add_argument("--threshold", type=float_range(0, 1, low_open=True), default=0.5,
+                   help="IoU: map >= threshold x max, in (0, 1]")
     p.add_argument("--faithfulness", type=int_at_least(0), default=100,
                    help="images that also get deletion/insertion AUC")
     p.add_argument("--batch-size", type=int_at_least(1), default=16,
                    help="images explained and scored together")
     args = p.parse_args(argv)
-    if args.scorecam_topk < 0:
-        p.error(f"argument --scorecam-topk: must be >= 0 (0 = all channels), got {args.scorecam_topk}")
     if args.quick:
         args.n, args.faithfulness = min(args.n, 120), min(args.faithfulness, 24)
     return args

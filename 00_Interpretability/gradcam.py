@@ -73,8 +73,6 @@ def get_args(argv=None):
     args = p.parse_args(argv)
     if args.data_root is not None:
         p.error("--data-root is not used by gradcam.py: pass image files or folders with --img")
-    if args.scorecam_topk < 0:
-        p.error(f"argument --scorecam-topk: must be >= 0 (0 = all channels), got {args.scorecam_topk}")
     return args
 
 

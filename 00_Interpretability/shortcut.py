@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cam import CAM, GradCAM  # noqa: E402
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
 from common.errors import cli_main  # noqa: E402
 from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
@@ -36,10 +36,10 @@ from common.xray_train import DEMO, demo_model, probabilities, train_classifier 
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "shortcut", epochs=DEMO["epochs"], batch_size=DEMO["batch_size"], lr=DEMO["lr"])
-    p.add_argument("--confounder", type=float, default=1.0,
+    p.add_argument("--confounder", type=float_range(0, 1), default=1.0,
                    help="share of training images whose marker corner encodes the label")
-    p.add_argument("--n-train", type=int, default=DEMO["n_train"], help="training images")
-    p.add_argument("--n-test", type=int, default=400, help="test images per condition")
+    p.add_argument("--n-train", type=int_at_least(1), default=DEMO["n_train"], help="training images")
+    p.add_argument("--n-test", type=int_at_least(1), default=400, help="test images per condition")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.n_test = min(args.epochs, 5), min(args.n_test, 200)

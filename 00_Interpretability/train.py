@@ -14,17 +14,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
+from common.datasets.mura import BODY_PARTS as MURA_BODY_PARTS  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
-from common.models import ARCHS, POOLINGS  # noqa: E402
+from common.models import ARCHS, MIN_INPUT_SIZE, POOLINGS  # noqa: E402
 from common.models.densenet import CAM_STRIDES  # noqa: E402
+from common.phantoms.bone import BODY_PARTS as PHANTOM_BODY_PARTS  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
 from common.viz import curves  # noqa: E402
 from common.xray_train import DEMO, DEMO_MIN_AUROC, SCHEDULES, restart_config, train_classifier  # noqa: E402
 
 DATASETS = ("phantom", "mura")
+BODY_PARTS = {"phantom": tuple(PHANTOM_BODY_PARTS), "mura": MURA_BODY_PARTS}
+POSITIVE = float_range(0, low_open=True)
+PROBABILITY = float_range(0, 1)
 
 
 def get_args(argv=None):
@@ -39,22 +44,26 @@ def get_args(argv=None):
                    help="32 = torchvision's DenseNet; 16 / 8 / 4 drop the last transition pools for finer CAMs")
     p.add_argument("--pooling", default="avg", choices=POOLINGS,
                    help="global pool of the head: avg = torchvision's; lse = log-sum-exp of the class map (the demo's)")
-    p.add_argument("--lse-r", type=float, default=1.0, help="sharpness r of --pooling lse (-> 0: mean, -> inf: max)")
-    p.add_argument("--lse-r-start", type=float, default=None,
+    p.add_argument("--lse-r", type=POSITIVE, default=1.0, help="sharpness r of --pooling lse (-> 0: mean, -> inf: max)")
+    p.add_argument("--lse-r-start", type=POSITIVE, default=None,
                    help="ramp r geometrically from this value (first epoch) to --lse-r (last epoch); default: constant")
     p.add_argument("--schedule", default="plateau", choices=SCHEDULES,
                    help="plateau = MURA's lr / 10 on a validation plateau; onecycle = the demo model's (stepped "
                         "per epoch); onecycle-batch = the same cycle stepped per batch")
-    p.add_argument("--augment-degrees", type=float, default=30.0, help="random rotation range (MURA: 30)")
-    p.add_argument("--size", type=int, default=320, help="input side in pixels (MURA: 320)")
+    p.add_argument("--augment-degrees", type=float_range(0, 180), default=30.0,
+                   help="random rotation range in degrees, 0-180 (MURA: 30)")
+    p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=320,
+                   help=f"input side in pixels, >= {MIN_INPUT_SIZE} (MURA: 320)")
     p.add_argument("--channels-last", action="store_true",
                    help="train in NHWC memory layout (faster convolutions on CPUs and on CUDA with AMP)")
-    p.add_argument("--n-train", type=int, default=4000, help="phantom training images")
-    p.add_argument("--n-val", type=int, default=800, help="phantom validation images")
-    p.add_argument("--body-parts", nargs="+", default=None, help="restrict to these body parts / study types")
-    p.add_argument("--confounder", type=float, default=0.0,
+    p.add_argument("--n-train", type=int_at_least(1), default=4000, help="phantom training images")
+    p.add_argument("--n-val", type=int_at_least(1), default=800, help="phantom validation images")
+    p.add_argument("--body-parts", nargs="+", default=None,
+                   help="restrict to these body parts / study types: phantom " + ", ".join(BODY_PARTS["phantom"])
+                        + "; MURA " + ", ".join(BODY_PARTS["mura"]))
+    p.add_argument("--confounder", type=PROBABILITY, default=0.0,
                    help="phantom only: probability that the L/R marker's corner encodes the label (shortcut demo)")
-    p.add_argument("--val-confounder", type=float, default=None,
+    p.add_argument("--val-confounder", type=PROBABILITY, default=None,
                    help="confounder of the validation set (default: same)")
     args = p.parse_args(argv)
     if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
@@ -64,14 +73,19 @@ def get_args(argv=None):
             if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, DEMO[key])
     args.epochs = args.epochs or 30
-    if not args.lse_r > 0 or (args.lse_r_start is not None and not args.lse_r_start > 0):
-        p.error(f"--lse-r and --lse-r-start must be > 0, got {args.lse_r} and {args.lse_r_start}")
+    unknown = [part for part in args.body_parts or () if part not in BODY_PARTS[args.dataset]]
+    if unknown:  # checked here: the datasets would refuse them only after --out is made
+        p.error(f"argument --body-parts: unknown {args.dataset} body part(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(BODY_PARTS[args.dataset])}")
     return args
 
 
 def main(args):
     if args.dataset != "phantom" and args.data_root is None:  # checked before anything is written
         raise InputError(f"--dataset {args.dataset} needs --data-root", hint="pass the folder holding MURA-v1.1/")
+    if args.weights not in (None, "imagenet") and not Path(args.weights).is_file():  # else found after the data
+        raise InputError("no such file (--weights)", path=args.weights,
+                         hint="pass a .pth state_dict, 'imagenet', or no --weights for random init")
     ctx = setup_run(args)
     model, result = train_classifier(args, ctx.device, ctx.out)
     ev = result["evaluation"]

@@ -10,6 +10,7 @@ Usage: python 01_WeaklySupervised/localize.py --quick                       (the
        python 01_WeaklySupervised/localize.py --checkpoint runs/train/best.pt --thresholds 0.2,0.3,0.5,otsu
 """
 
+import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,11 +22,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from common.cam.augment import explain_tta  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.metrics import box_iou, iou, mask_to_box  # noqa: E402
-from common.models import block_layers, to_model_input  # noqa: E402
+from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
 from common.phantoms import BoneXrayPhantom  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
@@ -40,10 +41,12 @@ def get_args(argv=None):
     p.add_argument("--checkpoint", type=Path, default=None, help="classifier checkpoint (default: the demo model)")
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
     add_cam_args(p, methods="cam,gradcam", layers="4,3")
-    p.add_argument("--thresholds", default="0.2,0.35,0.5,otsu", help="fractions of the map maximum, and/or 'otsu'")
-    p.add_argument("--n", type=int, default=300, help="abnormal phantom images to localize")
-    p.add_argument("--size", type=int, default=None, help="image side (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--thresholds", type=parse_thresholds, default="0.2,0.35,0.5,otsu",
+                   help="comma list of fractions of the map maximum in (0, 1), and/or 'otsu'")
+    p.add_argument("--n", type=int_at_least(1), default=300, help="abnormal phantom images to localize")
+    p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
+                   help=f"image side, >= {MIN_INPUT_SIZE} (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16, help="images explained together")
     args = p.parse_args(argv)
     if args.quick:
         args.n = min(args.n, 100)
@@ -51,32 +54,37 @@ def get_args(argv=None):
 
 
 def parse_thresholds(text: str) -> list:
+    """argparse ``type=`` of --thresholds: '0.2,0.5,otsu' -> [0.2, 0.5, 'otsu'], each once (a repeat would be
+    scored twice under one key)."""
     out = []
-    for t in (x.strip() for x in text.split(",") if x.strip()):
+    for t in (x.strip() for x in text.split(",")):
+        if not t:
+            raise argparse.ArgumentTypeError(f"empty item in {text!r}: give fractions in (0, 1) and/or 'otsu'")
         if t == "otsu":
-            out.append(t)
-            continue
-        try:
-            value = float(t)
-        except ValueError:
-            value = -1.0
-        if not 0.0 < value < 1.0:
-            raise InputError(f"--thresholds: {t!r} is neither a fraction in (0, 1) nor 'otsu'")
-        out.append(value)
-    if not out:
-        raise InputError("--thresholds is empty")
+            value = t
+        else:
+            try:
+                value = float(t)
+            except ValueError:
+                value = -1.0
+            if not 0.0 < value < 1.0:  # nan and inf too
+                where = "" if t == text.strip() else f" in {text!r}"
+                raise argparse.ArgumentTypeError(f"{t!r}{where} is neither a fraction in (0, 1) nor 'otsu'")
+        if value not in out:
+            out.append(value)
     return out
 
 
 def main(args):
-    thresholds = parse_thresholds(args.thresholds)
+    thresholds = args.thresholds  # a list: parse_thresholds ran as the flag's type
     if args.n < 1 or args.batch_size < 1:
         raise InputError(f"--n {args.n} and --batch-size {args.batch_size} must both be at least 1")
     methods = parse_methods(args)
     blocks = parse_layers(args.layers)
     check_methods_layers(methods, blocks)
     ctx = setup_run(args)
-    model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
+    with ctx.removing_out_on_error():  # a bad checkpoint leaves no empty --out behind
+        model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
     size = args.size or info.get("size") or 320
     data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 500_000, abnormal_fraction=1.0)
     layers = {k: block_layers(model)[k] for k in blocks}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
 from common.engine import FitConfig, fit, predict  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
@@ -56,19 +56,22 @@ def get_args(argv=None):
     p.add_argument("--weak", default="erosion", choices=sorted(WEAK_KINDS), help="weak label drawn from the masks")
     p.add_argument("--label", type=int, default=3, help="class to segment (ACDC: 3 = LV cavity)")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (multiple of 8)")
-    p.add_argument("--n-train", type=int, default=None, help="training volumes (phantom; cap for ACDC, 0 = all)")
-    p.add_argument("--n-val", type=int, default=None, help="validation volumes (phantom; cap for ACDC, 0 = all)")
+    p.add_argument("--n-train", type=int_at_least(0), default=None,
+                   help="training volumes (phantom; cap for ACDC, 0 = all)")
+    p.add_argument("--n-val", type=int_at_least(0), default=None,
+                   help="validation volumes (phantom; cap for ACDC, 0 = all)")
     # Adam betas (0.9, 0.99) and lr 5e-4 (full mode) as in the reference main.py; batch = whole volumes.
-    p.add_argument("--lam", type=float, default=None, help="size-penalty weight (default: the variant's)")
+    p.add_argument("--lam", type=float_range(0), default=None,
+                   help="size-penalty weight, >= 0 (default: the variant's)")
     p.add_argument("--margin", type=float, default=None,
                    help="relative margin of the precise / upper / 3D size bounds (default: the variant's, 0.1; "
                         "0 for 3d_size)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int_at_least(0), default=None, help="torch CPU threads (0: torch's default)")
     p.add_argument("--table", action="store_true", help="train every row of the table and write it")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per table row (default 1 quick, 3 full)")
+    p.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds per table row (default 1 quick, 3 full)")
     p.add_argument("--rows", default=None,
                    help="with --table: only these rows, a comma list of variant/weak (e.g. fs/erosion,3d_size/box)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=int_at_least(1), default=1,
                    help="table runs trained at once in separate processes (a GPU or many cores); logs go to "
                         "<out>/<row>/seed<k>/train.log")
     args = p.parse_args(argv)
@@ -78,6 +81,11 @@ def get_args(argv=None):
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    for key in ("n_train", "n_val"):
+        value = getattr(args, key)
+        if args.dataset == "phantom" and value < 1:  # 0 = every patient is for ACDC
+            p.error(f"argument --{key.replace('_', '-')}: the phantom needs at least 1 volume, got {value} "
+                    "(0 = all is for --dataset acdc)")
     args.seeds = (1 if args.quick else 3) if args.seeds is None else args.seeds
     known = [f"{v}/{w}" for v, w, _ in TABLE_ROWS]
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else known

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import add_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import read_image, save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
@@ -223,8 +223,8 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
 def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "gallery", train=False)
-    p.add_argument("--size", type=int, default=128, help="phantom image side in pixels")
-    p.add_argument("--n", type=int, default=3, help="phantom samples per kind (one row each)")
+    p.add_argument("--size", type=int_at_least(32), default=128, help="phantom image side in pixels, >= 32")
+    p.add_argument("--n", type=int_at_least(1), default=3, help="phantom samples per kind (one row each)")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.n = min(args.size, 128), min(args.n, 2)

@@ -29,26 +29,29 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import OneLineErrorParser  # noqa: E402
 from common.cam import ScoreCAM, explain  # noqa: E402
-from common.models import ARCHS, block_layers, build_densenet  # noqa: E402
+from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
+from common.errors import InputError, cli_main  # noqa: E402
+from common.models import ARCHS, MIN_INPUT_SIZE, block_layers, build_densenet  # noqa: E402
 
 
 def get_args(argv=None):
     p = OneLineErrorParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    size, count = int_at_least(MIN_INPUT_SIZE), int_at_least(1)
     p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS))
-    p.add_argument("--size", type=int, default=320, help="input height = width")
-    p.add_argument("--images", type=int, default=3, help="images timed one by one in (a) and (b)")
-    p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput test (c)")
-    p.add_argument("--subset", type=int, default=64, help="Score-CAM channels scored by both libraries in (b)")
-    p.add_argument("--top-k", type=int, nargs="+", default=[64, 256], help="our Score-CAM top-k settings")
-    p.add_argument("--exact-images", type=int, default=1, help="images for the exact Score-CAM reference of top-k")
-    p.add_argument("--exact-size", type=int, default=160, help="input size for exact Score-CAM (both) and top-k")
-    p.add_argument("--scorecam-batch", type=int, default=16, help="masked images per forward pass (both libraries)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps ratios stable on a shared CPU)")
+    p.add_argument("--size", type=size, default=320, help="input height = width")
+    p.add_argument("--images", type=count, default=3, help="images timed one by one in (a) and (b)")
+    p.add_argument("--batch-size", type=count, default=8, help="batch for the throughput test (c)")
+    p.add_argument("--subset", type=count, default=64,
+                   help="Score-CAM channels scored by both libraries in (b), at most the block-4 channels")
+    p.add_argument("--top-k", type=count, nargs="+", default=[64, 256], help="our Score-CAM top-k settings")
+    p.add_argument("--exact-images", type=count, default=1, help="images for the exact Score-CAM reference of top-k")
+    p.add_argument("--exact-size", type=size, default=160, help="input size for exact Score-CAM (both) and top-k")
+    p.add_argument("--scorecam-batch", type=count, default=16, help="masked images per forward pass (both libraries)")
+    p.add_argument("--threads", type=count, default=1, help="torch CPU threads (1 keeps ratios stable on a shared CPU)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
     p.add_argument("--out", default="runs/cam_speed", help="folder for metrics.json")
     return p.parse_args(argv)
@@ -106,11 +109,16 @@ def main(args):
     if args.quick:
         args.size, args.images, args.batch_size, args.subset = 128, 2, 4, 16
         args.top_k, args.exact_images, args.exact_size = [16, 64], 1, 96
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA GPU is visible", hint="use --device cpu or auto")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     print("resolved arguments:", json.dumps({**vars(args), "device": str(device)}))
 
     model = build_densenet(args.arch, num_outputs=1).to(device).eval()
+    if args.subset > model.num_features:  # np.linspace would repeat channels: fewer scored than asked
+        raise InputError(f"--subset {args.subset} is more than the {model.num_features} block-4 channels of "
+                         f"{args.arch}", hint=f"use --subset {model.num_features} or less")
     layers = block_layers(model)
     gen = torch.Generator().manual_seed(args.seed)
     xs = blobs(max(args.images, args.batch_size), args.size, gen).to(device)
@@ -227,4 +235,4 @@ def report(r, args, C):
 
 
 if __name__ == "__main__":
-    main(get_args())
+    cli_main(main, get_args())

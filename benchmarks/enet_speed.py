@@ -21,24 +21,34 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import OneLineErrorParser  # noqa: E402
+from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.losses import bounds_from_masks, partial_cross_entropy, size_penalty  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
-from common.errors import InputError, cli_main  # noqa: E402
+from common.errors import cli_main  # noqa: E402
 from common.runtime import DEVICE_CHOICES, choose_device, seed_everything  # noqa: E402
 from common.weak_labels import make_weak_label  # noqa: E402
 
 
+def enet_size(text: str) -> int:
+    """argparse ``type=`` of --sizes: a multiple of 8 (ENet halves the input three times), at least 16 (at 8 the
+    bottleneck is 1 x 1 and batch norm fails on a batch of one)."""
+    value = int_at_least(16)(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 8 (ENet halves it three times), got {value}")
+    return value
+
+
 def get_args(argv=None) -> argparse.Namespace:
     p = OneLineErrorParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="square input sizes (multiples of 8)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10, help="timed training steps per size")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, kernel choice)")
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--sizes", type=enet_size, nargs="+", default=[128, 256],
+                   help="square input sizes (multiples of 8, >= 16)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8)
+    p.add_argument("--steps", type=int_at_least(1), default=10, help="timed training steps per size")
+    p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps first (allocator, kernel choice)")
     p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads; 0 keeps torch's default")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="3 timed steps, 1 warm-up")
     return p.parse_args(argv)
 
@@ -88,9 +98,6 @@ def time_steps(size: int, args: argparse.Namespace, device: torch.device) -> flo
 def main(args: argparse.Namespace) -> dict:
     if args.quick:
         args.steps, args.warmup = 3, 1
-    for s in args.sizes:
-        if s <= 0 or s % 8:
-            raise InputError(f"--sizes {s} is not a positive multiple of 8", hint="ENet downsamples three times by 2")
     seed_everything(args.seed)
     device = choose_device(args.device)
     if args.threads > 0:

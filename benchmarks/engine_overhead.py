@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from common.cli import OneLineErrorParser  # noqa: E402
+from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.engine import FitConfig, fit, supervised_step  # noqa: E402
+from common.errors import cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.report import markdown_table  # noqa: E402
-from common.runtime import choose_device, seed_everything  # noqa: E402
+from common.runtime import DEVICE_CHOICES, choose_device, seed_everything  # noqa: E402
 
 
 class Tensors(Dataset):
@@ -76,17 +77,20 @@ def engine(data, args, device):
         return time.perf_counter() - t0
 
 
-def main():
+def get_args(argv=None) -> argparse.Namespace:
     p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--n", type=int, default=2048)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
+    p.add_argument("--epochs", type=int_at_least(1), default=5)
+    p.add_argument("--n", type=int_at_least(1), default=2048)
+    p.add_argument("--size", type=int_at_least(2), default=64, help="image side (the model max-pools by 2 once)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32)
+    p.add_argument("--repeats", type=int_at_least(1), default=3)
     p.add_argument("--out", type=Path, default=Path("runs/benchmarks/engine_overhead.json"))
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
     if args.quick:
         args.epochs, args.n, args.repeats = 2, 512, 2
     device = choose_device(args.device)
@@ -104,4 +108,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main, get_args())

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import OneLineErrorParser  # noqa: E402
+from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
@@ -28,11 +28,12 @@ from common.report import markdown_table, write_report  # noqa: E402
 
 def get_args(argv=None) -> argparse.Namespace:
     p = OneLineErrorParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--n", type=int, default=4800, help="bone phantom images (the demo model's training set)")
-    p.add_argument("--size", type=int, default=160, help="image side in pixels")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--n", type=int_at_least(1), default=4800,
+                   help="bone phantom images (the demo model's training set)")
+    p.add_argument("--size", type=int_at_least(32), default=160, help="image side in pixels, >= 32")
+    p.add_argument("--workers", type=int_at_least(0), default=None,
                    help="worker processes of the parallel run (default: Materialized's own choice)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", default="runs/materialize_speed", help="folder for metrics.json and report.md")
     p.add_argument("--quick", action="store_true", help="600 images at 96 px")
     return p.parse_args(argv)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import OneLineErrorParser  # noqa: E402
+from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 
@@ -57,20 +57,28 @@ PHANTOMS = {
     "bone-xray": ("common.phantoms.bone", _bone),
     "cardiac-slices": ("common.phantoms.cardiac", _cardiac),
 }
+# the smallest --size each phantom draws (its own check would stop the run only after the phantoms before it)
+MIN_SIZE = {"fundus-A": 16, "fundus-B": 16, "bone-xray": 32, "cardiac-slices": 32}
 
 
 def get_args(argv=None) -> argparse.Namespace:
     p = OneLineErrorParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--n", type=int, default=1000, help="items generated per phantom")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n", type=int_at_least(1), default=1000, help="items generated per phantom")
+    p.add_argument("--size", type=int_at_least(min(MIN_SIZE.values())), default=128,
+                   help="image side in pixels (fundus >= 16, bone and cardiac >= 32)")
     p.add_argument("--phantoms", nargs="+", default=list(PHANTOMS), choices=list(PHANTOMS))
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=int_at_least(0), default=0,
                    help="DataLoader worker processes; 0 indexes the dataset in this process")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", default="runs/phantom_speed", help="folder for metrics.json")
     p.add_argument("--quick", action="store_true", help="100 items per phantom")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    small = [name for name in args.phantoms if args.size < MIN_SIZE[name]]
+    if small:
+        p.error(f"argument --size: {args.size} is too small for {', '.join(small)} (needs >= "
+                f"{max(MIN_SIZE[name] for name in small)}); pass a larger --size or other --phantoms")
+    return args
 
 
 def time_phantom(module, factory, args: argparse.Namespace) -> tuple[float, float]:

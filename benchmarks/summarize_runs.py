@@ -8,6 +8,7 @@ Usage: python benchmarks/summarize_runs.py benchmarks/results/wss_full_seed0_h20
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -24,8 +25,17 @@ def summarize(root: Path, metric: str, ref: str | None) -> list[dict]:
             history = list(csv.DictReader(fh))
         if not history or metric not in history[0]:
             raise SystemExit(f"error: {path} has no column {metric!r}")
-        values = [float(h[metric]) for h in history]
-        best = max(range(len(values)), key=values.__getitem__)
+        values = []
+        for row, h in enumerate(history, 1):
+            try:
+                values.append(float(h[metric]))
+            except (TypeError, ValueError):  # an empty cell (a run killed mid-write) or text
+                raise SystemExit(f"error: {path} row {row}: {metric} is {h[metric]!r}, not a number "
+                                 "-- fix or remove that row") from None
+        scored = [i for i, v in enumerate(values) if not math.isnan(v)]  # nan compares false: max() could pick it
+        if not scored:
+            raise SystemExit(f"error: {path}: every {metric} value is nan")
+        best = max(scored, key=values.__getitem__)
         rows.append({"run": path.parent.name, "epochs": len(values), f"best {metric}": values[best],
                      "best epoch": best + 1, f"last {metric}": values[-1]})
     if not rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from common.runtime import DEVICE_CHOICES
@@ -45,6 +46,33 @@ def int_at_least(low: int):
     return parse
 
 
+def float_range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                high_open: bool = False):
+    """argparse ``type=`` for a finite number between ``low`` and ``high`` (None: no bound; ``*_open``: the bound
+    itself excluded): ``float_range(0, 1)`` for a probability, ``float_range(0, low_open=True)`` for a learning rate.
+    Text, nan, inf or a value outside is argparse's one-line error, naming the flag."""
+    if low is not None and high is not None:
+        where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        where = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        where = f"{'<' if high_open else '<='} {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {where}, got {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or below or above:
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text.strip()}")
+        return value
+
+    parse.__name__ = f"number {where}"  # argparse names the type in its messages
+    return parse
+
+
 def set_help(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
     """Say what a shared flag (from add_common_args / add_cam_args) does in this script."""
     parser._option_string_actions[flag].help = text  # argparse has no public setter
@@ -69,13 +97,13 @@ def add_common_args(
                         help="folder of the real dataset in its published layout")
     parser.add_argument("--out", type=Path, default=Path("runs") / script, help="where everything this run writes goes")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA, then MPS, then CPU")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (>= 0)")
     parser.add_argument("--quick", action="store_true", help="small, fast settings for a CPU smoke run")
     if train:
         parser.add_argument("--epochs", type=int_at_least(1), default=epochs, help="training epochs")
         parser.add_argument("--batch-size", type=int_at_least(1), default=batch_size,
                             help="images per batch (per process under DDP)")
-        parser.add_argument("--lr", type=float, default=lr, help="learning rate")
+        parser.add_argument("--lr", type=float_range(0, low_open=True), default=lr, help="learning rate (> 0)")
         parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
         parser.add_argument("--workers", type=int_at_least(0), default=0, help="data-loader worker processes")
     return parser

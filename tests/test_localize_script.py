@@ -1,8 +1,9 @@
 """01_WeaklySupervised/localize.py end to end on a tiny checkpoint, and its argument checks."""
 
+import argparse
+
 import pytest
 
-from common.errors import InputError
 from tests.helpers.scripts import load_script, run_script
 
 
@@ -19,16 +20,23 @@ def test_localize_scores_every_method_block_threshold(tiny_checkpoint, tmp_path)
     assert (tmp_path / "localization.png").exists() and (tmp_path / "report.md").exists()
 
 
-@pytest.mark.parametrize("text", ["0", "1.5", "abc", ""])
+@pytest.mark.parametrize("text", ["0", "1.5", "abc", "", "nan", "0.2,,0.5"])
 def test_bad_thresholds(text):
     localize = load_script("01_WeaklySupervised", "localize")
-    with pytest.raises(InputError):
+    with pytest.raises(argparse.ArgumentTypeError):
         localize.parse_thresholds(text)
 
 
+def test_repeated_thresholds_are_scored_once():
+    localize = load_script("01_WeaklySupervised", "localize")
+    assert localize.parse_thresholds("0.2, 0.20,otsu,0.5,otsu") == [0.2, "otsu", 0.5]
+    assert localize.get_args([]).thresholds == [0.2, 0.35, 0.5, "otsu"]  # the default goes through it too
+
+
 @pytest.mark.parametrize("argv, expected", [(["--method", "cam", "--layers", "3"], "needs block 4"),
-                                            (["--n", "0"], "--n 0"), (["--batch-size", "0"], "--batch-size 0"),
-                                            (["--thresholds", "2"], "--thresholds")])
+                                            (["--n", "0"], "argument --n: must be >= 1, got 0"),
+                                            (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+                                            (["--thresholds", "2"], "argument --thresholds: '2' is neither")])
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(tmp_path, argv, expected):
     out = tmp_path / "out"
     r = run_script("01_WeaklySupervised", "localize", *argv, "--out", out, "--device", "cpu")

@@ -49,7 +49,11 @@ def test_only_resume_and_unknown_names(demos, capsys):
     assert reproduce.main(reproduce.get_args(["--only", "good", "--out", str(out)])) == 0
     assert reproduce.main(reproduce.get_args(["--only", "good", "--out", str(out), "--resume"])) == 0
     assert "kept from the previous run" in capsys.readouterr().out
-    assert reproduce.main(reproduce.get_args(["--only", "nope", "--out", str(out)])) == 2
+    with pytest.raises(SystemExit) as stop:  # refused while parsing, before anything is written
+        reproduce.get_args(["--only", "nope", "--out", str(out / "never")])
+    assert stop.value.code == 2
+    assert "argument --only: unknown demo(s) nope; choose from bad, good" in capsys.readouterr().err
+    assert not (out / "never").exists()
 
 
 def test_every_registered_script_exists():

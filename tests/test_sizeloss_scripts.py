@@ -176,7 +176,6 @@ def test_train_sizeloss_one_epoch_and_resume(tmp_path):
     assert again["best_epoch"] in (1, 2)
 
 
-
 def test_train_sizeloss_resume_skips_a_finished_run(tmp_path, monkeypatch):
     """A run whose metrics.json says it finished with this configuration is reused without its checkpoints."""
     mod = _load("train_sizeloss")
@@ -248,7 +247,7 @@ def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
 @pytest.mark.parametrize("argv, expected", [(["--epochs", "0"], "--epochs: must be >= 1, got 0"),
                                             (["--label", "7"], "--label 7"),
                                             (["--margin", "1.5"], "--margin 1.5"), (["--variant", "foo"], "foo"),
-                                            (["--table", "--seeds", "0"], "--seeds 0"),
+                                            (["--table", "--seeds", "0"], "--seeds: must be >= 1, got 0"),
                                             (["--table", "--rows", "fs/box"], "fs/box"),
                                             (["--size", "30"], "--size 30")])
 def test_train_sizeloss_bad_input_exits_2_with_one_line(tmp_path, argv, expected):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from common.cam.augment import TTA
 from common.cam.registry import METHODS
 from common.cam.scorecam import ScoreCAM
+from common.cli import int_at_least
 from common.errors import InputError
 
 
@@ -12,7 +13,7 @@ def add_cam_args(parser, methods: str = "cam,gradcam", layers: str = "1,2,3,4", 
                  tta: str = "none") -> None:
     parser.add_argument("--method", default=methods, help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--layers", default=layers, help="dense blocks to explain (comma list of 1-4)")
-    parser.add_argument("--scorecam-topk", type=int, default=topk,
+    parser.add_argument("--scorecam-topk", type=int_at_least(0), default=topk,
                         help="Score-CAM: score only the top-k channels (0 = all)")
     parser.add_argument("--scorecam-rank", default="activation", choices=("activation", "gradient"),
                         help="Score-CAM: rank channels by mean activation or by Grad-CAM weight")
