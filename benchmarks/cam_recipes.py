@@ -49,6 +49,8 @@ RECIPES = {
     "epochs12": {"epochs": 12, **V6},  # v6 with 20 % more training
     "lr1e-3": {"lr": 1e-3},  # the demo at half the peak learning rate
     "epochs8": {"epochs": 8},  # the demo's cycle (lr and sharpness) compressed into 8 epochs
+    "epochs7": {"epochs": 7},
+    "epochs6": {"epochs": 6},
     "size128": {"size": 128},  # the demo at 128 px: ~0.65x the step cost, towards a 3-minute first use
     "r1": {"lse_r_start": 1.0},  # the demo with the sharpness ramped 1 -> 3 instead of 0.25 -> 3
     # the demo's 3,000 steps (and so its lr and sharpness schedules) at batch 8 on 2,400 images: half the compute
@@ -66,6 +68,9 @@ RECIPES = {
     "fl160": {"lesion_types": ("fracture", "lytic")},  # the demo without metal implants: is the metal in the way?
     # demo_model()'s warm restart (common.xray_train.restart_config) of the same seed's "demo" run in the same --out
     # folder: does it rescue the runs that stayed on the plateau? The others: the same restart of other stuck runs
+    # the demo in 6 / 7 epochs with its stem initialised by oriented Gaussian derivatives (common.models.stem_init)
+    "ridge_e6": {"stem_init": "gaussian-derivatives", "epochs": 6},
+    "ridge_e7": {"stem_init": "gaussian-derivatives", "epochs": 7},
     "restart": {"restart_from": "demo"},
     "restart_b8": {"restart_from": "b8"},
     **{f"restart_{r}": {"restart_from": r} for r in ("sd0.1_e6", "sd0.02_e6", "ab0.75_e6")},

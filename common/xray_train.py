@@ -19,6 +19,7 @@ from common import checkpoint
 from common.engine import FitConfig, fit, predict
 from common.errors import InputError
 from common.models import build_densenet, load_weights, to_model_input
+from common.models.stem_init import init_stem_gaussian_derivatives
 from common.runtime import get_world_size, is_main_process, log
 from common.xray_task import (Augmented, Materialized, full_evaluation, labels_and_groups, logit_metrics,
                               study_type_weights, weighted_bce_step)
@@ -204,6 +205,8 @@ def train_classifier(args, device, out: Path):
     torch.manual_seed(args.seed)  # the weight initialisation follows --seed, whoever calls (train.py, the demo)
     model = build_densenet(args.arch, num_outputs=1, weights=args.weights, cam_stride=args.cam_stride,
                            pooling=getattr(args, "pooling", "avg"), lse_r=getattr(args, "lse_r", 1.0)).to(device)
+    if getattr(args, "stem_init", None) == "gaussian-derivatives" and not args.weights:  # a probe (cam_recipes)
+        init_stem_gaussian_derivatives(model.features.conv0)
     model_input = to_model_input
     if getattr(args, "channels_last", False):  # NHWC: oneDNN's CPU convolutions and CUDA AMP run faster on it
         model = model.to(memory_format=torch.channels_last)
@@ -303,8 +306,8 @@ def load_classifier(path, device: torch.device, arch: str | None = None):
 
     if path is None:
         model, demo = demo_model(device)
-        return model, {"arch": DEMO["arch"], "size": DEMO["size"],
-                       "source": f"demo model ({demo['path']}; {demo['about']})"}
+        shown = demo["path"].relative_to(ROOT) if demo["path"].is_relative_to(ROOT) else demo["path"]  # reports
+        return model, {"arch": DEMO["arch"], "size": DEMO["size"], "source": f"demo model ({shown}; {demo['about']})"}
     obj = read_checkpoint(Path(path))
     state = _state_from(obj, path)
     if arch is None:

@@ -176,7 +176,8 @@ def test_mura_without_data_root_is_one_line_error():
 
 def test_bad_lse_sharpness_is_one_line_error(tmp_path):
     r = run_demo("00_Interpretability", "train", "--pooling", "lse", "--lse-r", "0", "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and r.stderr.strip().startswith("error: --lse-r and --lse-r-start must be > 0, got 0.0")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: argument --lse-r: must be a finite number > 0, got 0")
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
@@ -281,6 +282,23 @@ def test_demo_model_continues_a_run_that_learnt_only_the_metal(tmp_path, monkeyp
     assert info["about"].startswith("seed 0, restarted on seed 1's images" if len(seen) > 1 else "seed 0, validation")
     _, cached = xray_train.demo_model(torch.device("cpu"))  # cached now: no training
     assert len(seen) == len(expected_runs) and cached["about"] == info["about"]
+
+
+@pytest.mark.parametrize("inside_repo", [True, False])
+def test_reports_name_the_demo_model_relative_to_the_repo(tmp_path, monkeypatch, inside_repo):
+    from common import xray_train
+
+    def fake_train(args, device, out):
+        model = xray_train.build_densenet(xray_train.DEMO["arch"], 1, cam_stride=xray_train.DEMO["cam_stride"])
+        return model, {"evaluation": {"image": {"auroc": 0.95, "accuracy": 0.9}}}
+
+    monkeypatch.setattr(xray_train, "CACHE", tmp_path / "cache" / "models")
+    monkeypatch.setattr(xray_train, "ROOT", tmp_path if inside_repo else tmp_path / "repo")
+    monkeypatch.setattr(xray_train, "train_classifier", fake_train)
+    _, info = xray_train.load_classifier(None, torch.device("cpu"))
+    name = f"bone_demo_v{xray_train.DEMO_VERSION}.pt"
+    shown = f"cache/models/{name}" if inside_repo else str(tmp_path / "cache" / "models" / name)
+    assert info["source"].startswith(f"demo model ({shown}; seed 0")
 
 
 def test_train_continues_a_run_as_its_report_suggests(tiny_checkpoint, tmp_path):

@@ -178,6 +178,19 @@ def test_nifti_2d_3d_4d(tmp_path, capsys):
     nib.save(nib.Nifti1Image(np.stack([vol, vol * 2], -1), np.eye(4)), tmp_path / "t.nii")
     raw, meta = read_image(tmp_path / "t.nii", slice_index=0, volume_index=1, normalize=False)
     np.testing.assert_array_equal(raw, (2 * vol[:, :, 0]).T[::-1])
+    # one slice over time (x, y, 1, t): frame 0 of the series, not the middle "slice" of the time axis
+    series = np.stack([vol[:, :, :1] * (t + 1) for t in range(6)], -1)  # (4, 5, 1, 6)
+    nib.save(nib.Nifti1Image(series, np.eye(4)), tmp_path / "cine.nii")
+    raw, meta = read_image(tmp_path / "cine.nii", normalize=False)
+    assert "one slice over time); using volume 0" in capsys.readouterr().err
+    np.testing.assert_array_equal(raw, vol[:, :, 0].T[::-1])
+    assert meta["volume_index"] == 0 and "slice_index" not in meta
+    raw, _ = read_image(tmp_path / "cine.nii", volume_index=3, normalize=False)
+    np.testing.assert_array_equal(raw, (4 * vol[:, :, 0]).T[::-1])
+    nib.save(nib.Nifti1Image(vol[..., None], np.eye(4)), tmp_path / "one_frame.nii")  # (x, y, z, 1): a 3D volume
+    raw, meta = read_image(tmp_path / "one_frame.nii", slice_index=2, normalize=False)
+    np.testing.assert_array_equal(raw, vol[:, :, 2].T[::-1])
+    assert "volume_index" not in meta
     nib.save(nib.Nifti1Image(vol[:, :, 0], np.eye(4)), tmp_path / "flat.nii")
     assert read_image(tmp_path / "flat.nii")[0].shape == (5, 4)
     (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "v.nii.gz").read_bytes()[:40])

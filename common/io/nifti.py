@@ -40,7 +40,8 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
     zooms = getattr(img.header, "get_zooms", None)  # CIFTI headers have none
     meta = {"format": "NIfTI", "volume_shape": tuple(int(s) for s in shape),
             "spacing": [float(z) for z in zooms()[:3]] if zooms else None}
-    data = np.squeeze(data) if data.ndim > 2 and 1 in shape[2:] else data
+    if data.ndim > 3:  # a length-1 time (or higher) axis carries nothing; z stays, so (x, y, 1, t) is a time series
+        data = data.reshape(shape[:3] + tuple(s for s in shape[3:] if s != 1))
     used, how = [], []  # the defaults taken, and the arguments that choose otherwise: one notice for both
     if data.ndim == 4:
         if volume_index is None:
@@ -51,6 +52,11 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
             raise InputError(f"volume index {volume_index} out of range (4th dimension is {data.shape[3]})", path=path)
         data = data[..., volume_index]
         meta["volume_index"] = volume_index
+    if data.ndim == 3 and data.shape[2] == 1:  # one slice: nothing to choose
+        data = data[..., 0]
+        if used:
+            notice(f"{path}: 4D volume {meta['volume_shape']} (one slice over time); using {used[0]} "
+                   f"(choose with {how[0]})")
     if data.ndim == 3:
         if axis not in (0, 1, 2):
             raise InputError(f"slice axis must be 0, 1 or 2, got {axis}", path=path)
