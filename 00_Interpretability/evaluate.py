@@ -35,9 +35,13 @@ def get_args(argv=None):
     p = make_parser(__doc__)
     add_common_args(p, "evaluate", datasets=("phantom", "mura"), train=False)
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="classifier checkpoint with one output, p(abnormal) (default: the demo model)")
+                   help="classifier checkpoint: one output, p(abnormal), or K classes with --abnormal-class "
+                        "(default: the demo model)")
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
     add_cam_args(p, methods="cam,gradcam,gradcampp,layercam,xgradcam,eigencam,scorecam", topk=32)
+    p.add_argument("--abnormal-class", type=int_at_least(0), default=1,
+                   help="the output index of 'abnormal' in a K-class head (softmax); a 1-output head's logit is "
+                        "class 1")
     p.add_argument("--n", type=int_at_least(1), default=400, help="abnormal phantom images to score")
     p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
                    help=f"image side in px, >= {MIN_INPUT_SIZE} (default: the size the checkpoint records, else 320)")
@@ -66,12 +70,11 @@ def main(args):
     ctx = setup_run(args)
     with ctx.removing_out_on_error():  # a bad checkpoint leaves no empty --out behind
         model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
-        if model.num_outputs != 1:
-            # common.explanation_scores reads p(abnormal) as sigmoid(logit 0): its detection rate and deletion /
-            # insertion AUCs would be wrong for a K-class head
-            raise InputError(f"checkpoint has {model.num_outputs} outputs; evaluate.py scores 1-output (abnormal "
-                             "vs normal) classifiers", path=info["source"],
-                             hint="train one with train.py, or look at this model's maps with gradcam.py")
+        k = model.num_outputs  # the maps, p(abnormal) and the deletion / insertion curves follow the abnormal class
+        if (k == 1 and args.abnormal_class != 1) or (k > 1 and args.abnormal_class >= k):
+            raise InputError(f"--abnormal-class {args.abnormal_class} is not a class of this {k}-output head",
+                             path=info["source"], hint="a 1-output head's logit is class 1 (abnormal); a K-output "
+                             f"head takes 0-{k - 1}" if k > 1 else "leave --abnormal-class at 1 for a 1-output head")
     size = args.size or info.get("size") or 320
     if args.tolerance is None:
         args.tolerance = pointing_tolerance(size)
@@ -79,12 +82,13 @@ def main(args):
 
     data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 200_000, abnormal_fraction=1.0)
     layers = {k: block_layers(model)[k] for k in blocks}
-    res = score_dataset(model, data, methods, layers, ctx.device, target=1, tolerance=args.tolerance,
+    target = args.abnormal_class
+    res = score_dataset(model, data, methods, layers, ctx.device, target=target, tolerance=args.tolerance,
                         threshold=args.threshold, faithfulness=args.faithfulness, batch_size=args.batch_size,
                         tta=args.tta)
     rows = res["rows"]
-    detected = float((res["probs"] > 0.5).mean())
-    split = pointing_by_detection(res, ("cam", 4, "lesion"))
+    detected = float((res["predicted"] == target).mean())
+    split = pointing_by_detection(res, ("cam", 4, "lesion"), target)
     ex = res["examples"]
     keys = [(m, k) for m in methods for k in blocks if (m, k) in ex["maps"]]
     n_ex = len(ex["images"])
@@ -100,13 +104,14 @@ def main(args):
     cam4_other = None
     if cam4 is not None:  # the other reading of the same maps, so every run reports both
         other = "flips" if args.tta == "none" else "none"
-        again = score_dataset(model, data, {"cam": methods["cam"]}, {4: layers[4]}, ctx.device, target=1,
+        again = score_dataset(model, data, {"cam": methods["cam"]}, {4: layers[4]}, ctx.device, target=target,
                               tolerance=args.tolerance, keep=0, batch_size=args.batch_size, tta=other)
         cam4_other = {"tta": other, "pointing_game": again["rows"][0]["pointing_game"]}
         verdict += f" With `--tta {other}`: {cam4_other['pointing_game']:.3f}."
     cols = ["method", "block", "n", "pointing_game", "energy_pg", "iou", "deletion_auc", "insertion_auc"]
     # Where the block-4 CAM peak looks: a miss with the evidence on the lesion is a displaced explanation
-    ev = summarize_offsets(cam_evidence_offsets(model, data, ctx.device, batch_size=args.batch_size), args.tolerance)
+    ev = summarize_offsets(cam_evidence_offsets(model, data, ctx.device, batch_size=args.batch_size, target=target),
+                           args.tolerance)
     evidence = (f"Where the block-4 CAM peak looks (`common/evidence.py`): the peak lies within {args.tolerance} px "
                 f"of the lesion in {ev['peak_pointing_game']:.0%} of the images (median distance "
                 f"{ev['median_peak_px']:.1f} px); the input pixel with the largest gradient of the peak value does "
@@ -134,12 +139,13 @@ def main(args):
     return result
 
 
-def pointing_by_detection(res: dict, key: tuple) -> dict:
-    """Pointing game of one map over the images the model classifies abnormal (p > 0.5) and over those it misses."""
+def pointing_by_detection(res: dict, key: tuple, target: int = 1) -> dict:
+    """Pointing game of one map over the images the model classifies abnormal (its predicted class is ``target``)
+    and over those it misses."""
     hits = res["hits"].get(key)
     if hits is None:
         return {"text": ""}
-    found, scored = res["probs"] > 0.5, ~np.isnan(hits)
+    found, scored = res["predicted"] == target, ~np.isnan(hits)
     out = {}
     for name, sel in (("detected", found & scored), ("missed", ~found & scored)):
         out[name] = {"n": int(sel.sum()), "pointing_game": float(hits[sel].mean()) if sel.any() else None}
@@ -149,7 +155,7 @@ def pointing_by_detection(res: dict, key: tuple) -> dict:
 
     method, block, _ = key
     out["text"] = (f"{method.upper() if method == 'cam' else method} block {block} pointing game over the images "
-                   f"the model classifies abnormal (p > 0.5): {fmt(out['detected'])}; over those it misses: "
+                   f"the model classifies abnormal: {fmt(out['detected'])}; over those it misses: "
                    f"{fmt(out['missed'])}.")
     return out
 

@@ -27,8 +27,10 @@ def _distance_to_mask(mask: np.ndarray, y: int, x: int) -> float:
     return float(np.sqrt(((ys - y) ** 2 + (xs - x) ** 2).min()))
 
 
-def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16, region: str = "lesion") -> dict:
-    """Per abnormal image: (peak distance, evidence distance) in pixels from the class-1 CAM peak at ``layer``
+def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16, region: str = "lesion",
+                         target: int = 1) -> dict:
+    """Per abnormal image: (peak distance, evidence distance) in pixels from the CAM peak of class ``target`` (1:
+    abnormal, the logit of a 1-output head) at ``layer``
     (default: the features the linear head pools) to the region: the lesion mask, or (``region="marker"``)
     the L/R marker's box (see ``common.explanation_scores.region_masks``). Returns arrays "peak", "evidence".
     """
@@ -46,8 +48,9 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
             with torch.enable_grad():
                 model(x)
                 feats = cap.activations["f"]  # (B, C, h, w)
-                # class 1 ("abnormal"): the logit of a 1-output head, row 1 of a K-output head
-                w = head.weight[min(1, head.weight.shape[0] - 1)].detach()
+                # a 1-output head scores class 1 with +logit, class 0 with -logit; a K-output head: its row
+                w = (head.weight[0] * (1.0 if target == 1 else -1.0) if head.weight.shape[0] == 1
+                     else head.weight[target]).detach()
                 cam = torch.einsum("c,bchw->bhw", w, feats)[:, None]
                 cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
                 flat = cam.flatten(1)  # (B, H*W)

@@ -220,14 +220,51 @@ def test_bad_checkpoint_leaves_no_out_folders_but_keeps_existing_ones(tmp_path, 
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "x1").exists()
 
 
-def test_evaluate_refuses_a_k_output_head_and_leaves_no_out(tmp_path):
-    ckpt = tiny_checkpoint_with(tmp_path / "k2.pt", 2)
+@pytest.mark.parametrize("n_out, abnormal, message", [(2, 2, "--abnormal-class 2 is not a class of this 2-output"),
+                                                      (1, 0, "--abnormal-class 0 is not a class of this 1-output")])
+def test_evaluate_refuses_an_abnormal_class_the_head_lacks_and_leaves_no_out(tmp_path, n_out, abnormal, message):
+    ckpt = tiny_checkpoint_with(tmp_path / "k.pt", n_out)
     evaluate = load("evaluate")
-    args = evaluate.get_args(["--checkpoint", str(ckpt), "--n", "2", "--out", str(tmp_path / "o" / "e"),
-                              "--device", "cpu"])
-    with pytest.raises(InputError, match="checkpoint has 2 outputs; evaluate.py scores 1-output"):
+    args = evaluate.get_args(["--checkpoint", str(ckpt), "--n", "2", "--abnormal-class", str(abnormal),
+                              "--out", str(tmp_path / "o" / "e"), "--device", "cpu"])
+    with pytest.raises(InputError, match=message):
         evaluate.main(args)
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_scores_a_two_class_head_as_its_one_logit_twin(tmp_path):
+    """Oracle: a 2-class softmax head whose abnormal row is a 1-logit head's weights and whose other row is zero has
+    softmax p(abnormal) = sigmoid(logit) and the same class score, so every number evaluate.py reports must agree;
+    with the classes swapped (--abnormal-class 0) too."""
+    from common.models import build_densenet
+
+    one = tiny_checkpoint_with(tmp_path / "k1.pt", 1, bias=[0.3])
+    state = torch.load(one)["model"]
+    for abnormal in (1, 0):
+        torch.manual_seed(0)
+        twin = build_densenet("tiny", num_outputs=2, cam_stride=8).state_dict()
+        twin.update({k: v for k, v in state.items() if not k.startswith("classifier.")})
+        twin["classifier.weight"] = torch.zeros(2, state["classifier.weight"].shape[1])
+        twin["classifier.weight"][abnormal] = state["classifier.weight"][0]
+        twin["classifier.bias"] = torch.zeros(2)
+        twin["classifier.bias"][abnormal] = state["classifier.bias"][0]
+        torch.save({"model": twin, "args": {"size": 32, "cam_stride": 8}}, tmp_path / f"k2_{abnormal}.pt")
+    evaluate = load("evaluate")
+    common = ["--n", "6", "--faithfulness", "2", "--method", "cam,gradcam,gradcampp,scorecam", "--layers", "4,3",
+              "--device", "cpu"]
+    results = [evaluate.main(evaluate.get_args([*common, "--checkpoint", str(ckpt), *extra,
+                                                "--out", str(tmp_path / f"out{i}")]))
+               for i, (ckpt, extra) in enumerate([(one, []), (tmp_path / "k2_1.pt", []),
+                                                  (tmp_path / "k2_0.pt", ["--abnormal-class", "0"])])]
+    ref = results[0]
+    for res in results[1:]:
+        assert res["detected"] == ref["detected"]
+        assert res["cam_block4_by_detection"] == ref["cam_block4_by_detection"]
+        assert res["cam_evidence"] == pytest.approx(ref["cam_evidence"], abs=1e-6)
+        assert [(r["method"], r["block"]) for r in res["rows"]] == [(r["method"], r["block"]) for r in ref["rows"]]
+        for row, want in zip(res["rows"], ref["rows"]):
+            for key in ("pointing_game", "energy_pg", "iou", "deletion_auc", "insertion_auc"):
+                assert row[key] == pytest.approx(want[key], abs=1e-4), (row["method"], row["block"], key)
 
 
 def test_run_context_removes_only_the_folders_it_created_while_empty(tmp_path):

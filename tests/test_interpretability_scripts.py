@@ -93,13 +93,17 @@ def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
 
 def test_pointing_by_detection_hand_computed():
     evaluate = load("evaluate")
-    res = {"probs": np.array([0.9, 0.2, 0.7, 0.1, 0.6]),
+    res = {"predicted": np.array([1, 0, 1, 0, 1]),
            "hits": {("cam", 4, "lesion"): np.array([1.0, 0.0, 0.0, np.nan, 1.0])}}
     split = evaluate.pointing_by_detection(res, ("cam", 4, "lesion"))
     assert split["detected"] == {"n": 3, "pointing_game": pytest.approx(2 / 3)}
     assert split["missed"] == {"n": 1, "pointing_game": 0.0}  # the image without a lesion region is left out
     assert "0.667 (n = 3)" in split["text"] and "0.000 (n = 1)" in split["text"]
     assert evaluate.pointing_by_detection(res, ("gradcam", 4, "lesion")) == {"text": ""}
+    # a K-class head whose abnormal class is 2: images predicted 0 or 1 are the missed ones
+    res["predicted"] = np.array([2, 0, 2, 2, 1])
+    split = evaluate.pointing_by_detection(res, ("cam", 4, "lesion"), target=2)
+    assert split["detected"] == {"n": 2, "pointing_game": 0.5} and split["missed"]["n"] == 2
 
 
 def run_script(*args):
