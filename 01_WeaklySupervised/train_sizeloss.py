@@ -150,7 +150,8 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=seed, resume=args.resume,
                     workers=args.workers, monitor="val_dice3d", mode="max", collate_fn=collate_volumes,
-                    args={k: str(x) for k, x in vars(args).items()})
+                    args={**{k: str(x) for k, x in vars(args).items()}, "variant": variant, "weak": weak,
+                          "seed": str(seed)})  # the row's, not the script's --variant / --weak / --seed
     log(f"--- {variant} / {weak} / seed {seed}: {v.about}; lambda={v.lam}; "
         f"{len(train)} train / {len(val)} val volumes at {args.size} px")
     result = fit(model, train, val, make_step(v), optimizer, cfg, device,

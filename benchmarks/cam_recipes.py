@@ -71,6 +71,8 @@ RECIPES = {
     # the demo in 6 / 7 epochs with its stem initialised by oriented Gaussian derivatives (common.models.stem_init)
     "ridge_e6": {"stem_init": "gaussian-derivatives", "epochs": 6},
     "ridge_e7": {"stem_init": "gaussian-derivatives", "epochs": 7},
+    # the demo trained on random 128 x 128 crops of its 160-px images (same scale; 0.64x the pixels), scored at 160
+    "crop128": {"train_crop": 128},
     "restart": {"restart_from": "demo"},
     "restart_b8": {"restart_from": "b8"},
     **{f"restart_{r}": {"restart_from": r} for r in ("sd0.1_e6", "sd0.02_e6", "ab0.75_e6")},

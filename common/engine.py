@@ -70,6 +70,28 @@ class FitConfig:
     args: dict = field(default_factory=dict)  # stored in the checkpoints
 
 
+# Settings that say how a run is carried out, not what it trains: they may change between a run and its resumption.
+RESUME_FREE_KEYS = frozenset({"resume", "out", "device", "workers", "epochs", "threads", "jobs", "table", "rows",
+                              "seeds", "quick", "data_root", "command"})
+
+
+def check_resumable(saved_args: dict, args: dict, path: Path, epochs_done: int, epochs: int) -> None:
+    """Refuse to continue a checkpoint written with other settings (a copied folder, an --out reused for another
+    variant) or past the epochs asked for: its history would be reported under this run's name. Settings only one
+    side records (older checkpoints) are not compared."""
+    changed = [k for k in sorted(set(saved_args) & set(args))
+               if k not in RESUME_FREE_KEYS and str(saved_args[k]) != str(args[k])]
+    if changed:
+        key = changed[0]
+        more = f" (and {len(changed) - 1} more setting(s): {', '.join(changed[1:])})" if len(changed) > 1 else ""
+        raise InputError(f"written by a run with other settings: {key} = {saved_args[key]} there, {args[key]} now"
+                         f"{more}", path=path,
+                         hint="resume with that run's settings, or train afresh (another --out, or no --resume)")
+    if epochs_done > epochs:
+        raise InputError(f"holds {epochs_done} epochs, more than the {epochs} asked for", path=path,
+                         hint=f"pass --epochs {epochs_done} or more to continue it, or train afresh elsewhere")
+
+
 def _quiet() -> bool:
     """No progress bars on ranks other than 0, nor when TQDM_DISABLE is set (parallel workers log to files)."""
     return not is_main_process() or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
@@ -175,6 +197,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():
         ck = checkpoint.load(last_path, map_location=device)
+        check_resumable(ck.get("args") or {}, cfg.args, last_path, int(ck["epoch"]) + 1, cfg.epochs)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:

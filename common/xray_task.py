@@ -87,10 +87,11 @@ class Materialized(Dataset):
 
 
 class Augmented(Dataset):
-    """MURA augmentation: random lateral flip and rotation up to ``degrees`` (image and mask alike)."""
+    """MURA augmentation: random lateral flip and rotation up to ``degrees`` (image and mask alike); ``crop``: then a
+    random crop x crop window at the image's own scale (no resizing), as in Krizhevsky et al. 2012."""
 
-    def __init__(self, dataset: Dataset, degrees: float = 30.0):
-        self.dataset, self.degrees = dataset, degrees
+    def __init__(self, dataset: Dataset, degrees: float = 30.0, crop: int | None = None):
+        self.dataset, self.degrees, self.crop = dataset, degrees, crop
 
     def __len__(self):
         return len(self.dataset)
@@ -106,6 +107,13 @@ class Augmented(Dataset):
         angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees))
         image = TF.rotate(image, angle, interpolation=InterpolationMode.BILINEAR)
         mask = TF.rotate(mask, angle, interpolation=InterpolationMode.NEAREST)
+        if self.crop:
+            h, w = image.shape[-2:]
+            if self.crop > min(h, w):
+                raise ValueError(f"crop {self.crop} is larger than the {h}x{w} image")
+            y0, x0 = (int(torch.randint(0, n - self.crop + 1, ())) for n in (h, w))
+            image = image[..., y0:y0 + self.crop, x0:x0 + self.crop]
+            mask = mask[..., y0:y0 + self.crop, x0:x0 + self.crop]
         item["image"], item["mask"] = image, mask[0]
         return item
 

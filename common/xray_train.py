@@ -223,7 +223,8 @@ def train_classifier(args, device, out: Path):
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
     step = weighted_bce_step(weights, model_input, getattr(args, "logit_penalty", 0.0))
-    augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0))  # MURA: up to 30 degrees
+    augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0),  # MURA: up to 30 degrees
+                          crop=getattr(args, "train_crop", None))
     fit_result = fit(model, augmented, val, step, optimizer, cfg, device, scheduler=scheduler,
                      metric_fn=logit_metrics)
     best = checkpoint.load(out / "best.pt", map_location=device) if (out / "best.pt").exists() else None

@@ -101,3 +101,35 @@ def test_empty_training_set_is_input_error(tmp_path):
     with pytest.raises(InputError, match="training set is empty"):
         fit(model, Blobs(0, 0), None, supervised_step(torch.nn.functional.cross_entropy),
             torch.optim.SGD(model.parameters(), 0.1), FitConfig(1, 2, tmp_path), torch.device("cpu"))
+
+
+def _tiny_fit(out, epochs, args, resume=False):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    cfg = FitConfig(epochs=epochs, batch_size=8, out=out, resume=resume, args=args)
+    return fit(model, Blobs(16, 0), None, supervised_step(torch.nn.functional.cross_entropy),
+               torch.optim.SGD(model.parameters(), 0.1), cfg, torch.device("cpu"))
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_or_more_epochs(tmp_path):
+    from common.errors import InputError
+
+    args = {"variant": "presize", "lr": 0.005, "out": str(tmp_path), "device": "cpu", "epochs": 3}
+    _tiny_fit(tmp_path, 3, args)
+    # another variant on the same folder (a copied run): refused, the setting named, nothing rewritten
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(InputError, match=r"last.pt: written by a run with other settings: variant = presize there, "
+                                         r"fs now -- resume with that run's settings"):
+        _tiny_fit(tmp_path, 3, {**args, "variant": "fs"}, resume=True)
+    with pytest.raises(InputError, match=r"lr = 0.005 there, 0.1 now \(and 1 more setting\(s\): variant\)"):
+        _tiny_fit(tmp_path, 3, {**args, "variant": "fs", "lr": 0.1}, resume=True)
+    assert (tmp_path / "metrics.json").read_text() == before
+    # fewer epochs than the checkpoint holds: refused; more: continued
+    with pytest.raises(InputError, match="holds 3 epochs, more than the 2 asked for -- pass --epochs 3 or more"):
+        _tiny_fit(tmp_path, 2, {**args, "epochs": 2}, resume=True)
+    res = _tiny_fit(tmp_path, 4, {**args, "epochs": 4, "device": "cuda", "workers": 2, "out": "elsewhere"},
+                    resume=True)  # how the run is carried out may change
+    assert [h["epoch"] for h in res["history"]] == [1, 2, 3, 4]
+    # a setting only the new run records (a checkpoint from older code) is not compared
+    res = _tiny_fit(tmp_path, 5, {**args, "epochs": 5, "margin": 0.1}, resume=True)
+    assert len(res["history"]) == 5

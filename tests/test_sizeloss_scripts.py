@@ -176,6 +176,18 @@ def test_train_sizeloss_one_epoch_and_resume(tmp_path):
     assert again["best_epoch"] in (1, 2)
 
 
+def test_train_sizeloss_refuses_to_resume_another_variants_run(tmp_path):
+    """A finished presize run's folder resumed as fs would report presize's history under fs's name: refused."""
+    from common.errors import InputError
+
+    mod = _load("train_sizeloss")
+    mod.main(mod.get_args([*TINY, "--variant", "presize", "--out", str(tmp_path)]))
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(InputError, match="last.pt: written by a run with other settings: variant = presize there"):
+        mod.main(mod.get_args([*TINY, "--variant", "fs", "--out", str(tmp_path), "--resume"]))
+    assert (tmp_path / "metrics.json").read_text() == before
+
+
 def test_train_sizeloss_resume_skips_a_finished_run(tmp_path, monkeypatch):
     """A run whose metrics.json says it finished with this configuration is reused without its checkpoints."""
     mod = _load("train_sizeloss")

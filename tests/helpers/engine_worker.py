@@ -58,7 +58,7 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     cfg = FitConfig(epochs=args.epochs, batch_size=4, out=ctx.out, seed=args.seed, resume=args.resume,
-                    args=vars(args))
+                    args={k: v for k, v in vars(args).items() if k != "delay"})  # delay: a test knob
     fit(model, Blobs(32, 1, args.delay), Blobs(args.n_val, 2), supervised_step(torch.nn.functional.cross_entropy),
         opt, cfg, ctx.device, scheduler=sched, metric_fn=accuracy_and_count)
     cleanup_distributed()
