@@ -54,6 +54,9 @@ def get_args(argv=None):
                    help="random rotation range in degrees, 0-180 (MURA: 30)")
     p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=320,
                    help=f"input side in pixels, >= {MIN_INPUT_SIZE} (MURA: 320)")
+    p.add_argument("--train-crop", type=float_range(0, 1, low_open=True), default=None,
+                   help="train on random square crops of this fraction of the side, at the image's own scale "
+                        "(validation: whole images); the demo's 0.8: 128 of 160 px")
     p.add_argument("--channels-last", action="store_true",
                    help="train in NHWC memory layout (faster convolutions on CPUs and on CUDA with AMP)")
     p.add_argument("--n-train", type=int_at_least(1), default=4000, help="phantom training images")
@@ -69,7 +72,7 @@ def get_args(argv=None):
     if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
         given = argv if argv is not None else sys.argv
         for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr", "schedule",
-                    "augment_degrees", "epochs", "channels_last", "pooling", "lse_r", "lse_r_start"):
+                    "augment_degrees", "train_crop", "epochs", "channels_last", "pooling", "lse_r", "lse_r_start"):
             if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, DEMO[key])
     args.epochs = args.epochs or 30

@@ -86,6 +86,10 @@ def get_args(argv=None):
         if args.dataset == "phantom" and value < 1:  # 0 = every patient is for ACDC
             p.error(f"argument --{key.replace('_', '-')}: the phantom needs at least 1 volume, got {value} "
                     "(0 = all is for --dataset acdc)")
+    table_only = [f"--{k}" for k, v in (("rows", args.rows), ("seeds", args.seeds)) if v is not None]
+    table_only += ["--jobs"] if args.jobs != 1 else []
+    if table_only and not args.table:  # they would be ignored: one run trains --variant / --weak once
+        p.error(f"argument {table_only[0]}: only with --table (one run trains --variant / --weak with --seed)")
     args.seeds = (1 if args.quick else 3) if args.seeds is None else args.seeds
     known = [f"{v}/{w}" for v, w, _ in TABLE_ROWS]
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else known

@@ -21,10 +21,11 @@ import numpy as np  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import read_image, save_image, save_json  # noqa: E402
+from common.io.labels import describe_classes, read_label_map  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import log, setup_run  # noqa: E402
 from common.viz import image_grid  # noqa: E402
-from common.weak_labels import IGNORE, check_mask, check_same_size, make_weak_label  # noqa: E402
+from common.weak_labels import IGNORE, check_same_size, make_weak_label  # noqa: E402
 from common.wss import WEAK_KINDS, load_cardiac, weak_options  # noqa: E402
 
 DATASETS = ("phantom", "acdc")
@@ -57,12 +58,13 @@ def load_pairs(args) -> list[tuple[str, np.ndarray, np.ndarray]]:
         raise InputError("--image and --mask go together", hint="pass both files, or neither to use --dataset")
     if args.image is not None:
         image, _ = read_image(args.image)
-        labels, _ = read_image(args.mask, normalize=False)  # class indices, not intensities
+        labels, _ = read_label_map(args.mask)  # class indices (a palette PNG's indices, not its colours)
         image = image.mean(-1) if image.ndim == 3 else image
-        labels = labels[..., 0] if labels.ndim == 3 else labels
         check_same_size(image, labels, args.mask)
-        mask = np.rint(labels) == args.label
-        check_mask(mask, args.mask)  # one clear line if the class is absent
+        mask = labels == args.label
+        if not mask.any():
+            raise InputError(f"class {args.label} is not in the label map (it holds {describe_classes(labels)})",
+                             path=args.mask, hint="pass one of those with --label")
         return [(args.image.stem, image, mask)]
     images, labels, ids = load_cardiac(args.dataset, "all" if args.dataset == "acdc" else "train", args.size,
                                        args.n_volumes, args.seed, args.data_root)

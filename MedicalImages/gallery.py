@@ -4,7 +4,8 @@ The survey (Zhang et al. 2019, "A Survey on Deep Learning of Small Sample in Bio
 Analysis", https://arxiv.org/abs/1908.00473) spans fundus photography, histopathology, MR, CT,
 ultrasound, nuclear medicine and radiography. This script shows one real example of each that is
 available offline -- scikit-image's sample images, pydicom's DICOM test files and nibabel's NIfTI test
-volume -- every file read through ``common.io.read_image`` (CT in three windows), and next to them the
+volume -- the DICOM and NIfTI files read through ``common.io.read_image`` (CT in three windows), the
+scikit-image samples as the arrays ``skimage.data`` returns -- and next to them the
 three built-in phantoms with their ground truth drawn as contours. A sample whose file or decoder is
 missing is skipped with a notice.
 
@@ -94,6 +95,8 @@ def dicom_panels(name: str, title: str, windows: tuple[str, ...] = (), frame: in
                 facts["window"] = "none: min-max"
             if meta["frames"] > 1:
                 facts["frames"] = f"{meta['frames']} (showing {meta['frame']})"
+            if meta.get("spacing"):  # PixelSpacing: row, column spacing in mm
+                facts["spacing"] = "x".join(f"{v:g}" for v in meta["spacing"]) + " mm"
             label = f"{title}, {window.replace('_', ' ')} window" if window else title
             panels.append((label, image, facts))
         return panels
@@ -264,7 +267,8 @@ def main(args) -> dict:
                "files": {k: str(v.relative_to(ctx.out)) for k, v in written.items()}}
     columns = ["sample", "modality", "format", "shape", "bits", "photometric", "rescale", "window", "frames", "spacing"]
     sections = [
-        f"{len(rows)} panels from {len(rendered)} package samples, each read with `common.io.read_image`; "
+        f"{len(rows)} panels from {len(rendered)} package samples (files read with `common.io.read_image`, "
+        "scikit-image's samples as its arrays); "
         f"the figure is `{metrics['files'].get('gallery', '(none)')}` (third-party data, not committed).",
         markdown_table(rows, columns),
     ]

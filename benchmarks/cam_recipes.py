@@ -32,12 +32,14 @@ from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import choose_device, worker_log  # noqa: E402
 
-# name -> overrides of common.xray_train.DEMO (v7: arch "mini" at cam_stride 4, 160 px, 4,800 images x 10 epochs,
-# log-sum-exp pooling with r ramped 0.25 -> 3, one-cycle lr stepped per batch); "arch_spec" defines a DenseNet layout
+# name -> overrides of the v7 demo (common.xray_train.DEMO without v8's training crops: arch "mini" at cam_stride 4,
+# 160 px, 4,800 images x 10 epochs, log-sum-exp pooling with r ramped 0.25 -> 3, one-cycle lr stepped per batch), so
+# that recipe "demo" is still what the runs kept under that name were trained as; "arch_spec" defines a DenseNet layout
 # for this sweep only. "v6" is the previous demo model (one-cycle lr stepped per epoch), "v5" the one before (average
 # pooling), "v4" the one before (128 px), "tiny_s8" the one before that. Recipes
 # pooling by average were measured before the weight initialisation followed the seed (runs under
 # benchmarks/results keep their scores).
+V7 = {"train_crop": None}  # every recipe varies the v7 demo (whole images); v8, the demo now, is recipe "crop128"
 V6 = {"schedule": "onecycle"}  # the demo model before v7: the one-cycle lr stepped once per epoch
 GAP = {"pooling": "avg", "lse_r": 1.0, "lse_r_start": None, **V6}
 V4 = {"size": 128, "n_train": 2400, "epochs": 24, "channels_last": False, **GAP}  # the demo model before v5
@@ -72,9 +74,10 @@ RECIPES = {
     "ridge_e6": {"stem_init": "gaussian-derivatives", "epochs": 6},
     "ridge_e7": {"stem_init": "gaussian-derivatives", "epochs": 7},
     # the demo trained on random 128 x 128 crops of its 160-px images (same scale; 0.64x the pixels), scored at 160
-    "crop128": {"train_crop": 128},
+    "crop128": {"train_crop": 0.8},
     "restart": {"restart_from": "demo"},
     "restart_b8": {"restart_from": "b8"},
+    "restart_crop128": {"restart_from": "crop128"},
     **{f"restart_{r}": {"restart_from": r} for r in ("sd0.1_e6", "sd0.02_e6", "ab0.75_e6")},
     "v5": GAP,
     "v4": V4,
@@ -110,7 +113,8 @@ def recipe_args(name: str, seed: int, quick: bool, out: Path | None = None) -> a
     overrides = dict(RECIPES[name])
     source = overrides.pop("restart_from", None)
     if source is not None:  # weights: where the source run keeps them (none given: a fresh network, to time a step)
-        cfg = {**restart_config(Path(out or ".") / source / f"seed{seed}", seed), "resume": True, "data_root": None}
+        cfg = {**restart_config(Path(out or ".") / source / f"seed{seed}", seed), "resume": True, "data_root": None,
+               "train_crop": recipe_args(source, seed, quick).train_crop}  # a v7 run's restart stays v7 (no crop)
         if out is None:
             cfg["weights"] = None
         if quick:
@@ -120,7 +124,7 @@ def recipe_args(name: str, seed: int, quick: bool, out: Path | None = None) -> a
     if spec is not None:
         ARCHS[f"sweep_{name}"] = spec
         overrides["arch"] = f"sweep_{name}"
-    cfg = {**DEMO, **overrides, "seed": seed, "resume": True, "data_root": None}
+    cfg = {**DEMO, **V7, **overrides, "seed": seed, "resume": True, "data_root": None}
     if quick:  # a smoke run of the machinery, not a measurement
         cfg.update(n_train=64, n_val=32, epochs=1, size=64)
     return argparse.Namespace(**cfg)
@@ -206,12 +210,15 @@ def training_steps(args) -> int:
 
 
 def step_time(name: str, device, quick: bool = False, steps: int = 6) -> float:
-    """Seconds per training step (at the recipe's batch size) of its network at its input size, in this process."""
+    """Seconds per training step (at the recipe's batch size) of its network at the side it trains on (its training
+    crop, if any), in this process."""
     from common.models import build_densenet
 
     args = recipe_args(name, 0, quick)
     model = build_densenet(args.arch, 1, cam_stride=args.cam_stride, pooling=args.pooling, lse_r=args.lse_r).to(device)
-    x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    crop = getattr(args, "train_crop", None)
+    side = round(crop * args.size) if crop and crop < 1 else args.size
+    x = torch.randn(args.batch_size, 3, side, side, device=device)
     if getattr(args, "channels_last", False):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters())

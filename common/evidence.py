@@ -51,16 +51,24 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
                 # a 1-output head scores class 1 with +logit, class 0 with -logit; a K-output head: its row
                 w = (head.weight[0] * (1.0 if target == 1 else -1.0) if head.weight.shape[0] == 1
                      else head.weight[target]).detach()
-                cam = torch.einsum("c,bchw->bhw", w, feats)[:, None]
-                cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-                flat = cam.flatten(1)  # (B, H*W)
-                idx = flat.argmax(1)
+                cam = torch.einsum("c,bchw->bhw", w, feats)[:, None]  # (B, 1, h, w)
+                # the peak of the map the CAM methods score (common.cam.base: ReLU, then upsampling), so this
+                # pointing game is theirs; its gradient is that of the raw map's value there
+                shown = F.interpolate(cam.clamp_min(0), size=x.shape[-2:], mode="bilinear",
+                                      align_corners=False).flatten(1)  # (B, H*W)
+                idx = shown.argmax(1)
+                flat_map = ~(shown.max(1).values > shown.min(1).values)  # no peak (all-negative CAM): a miss
+                raw = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False).flatten(1)
                 # images do not interact (eval-mode BN), so one backward gives every image's own gradient
-                flat.gather(1, idx[:, None]).sum().backward()
+                raw.gather(1, idx[:, None]).sum().backward()
         grad = x.grad.abs().sum(1).cpu().numpy()  # (B, H, W)
         W = x.shape[-1]
         for i, m in enumerate(masks):
             if not m.any():
+                continue
+            if flat_map[i]:  # as common.metrics.pointing_game: a flat map points nowhere
+                peak_d.append(np.inf)
+                evid_d.append(np.inf)
                 continue
             py, px = divmod(int(idx[i]), W)
             gy, gx = np.unravel_index(int(grad[i].argmax()), grad[i].shape)
@@ -71,8 +79,9 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
 
 def summarize_offsets(offsets: dict, tolerance: int) -> dict:
     """Pointing game of the peak and of its evidence (within ``tolerance`` px), and median distances."""
-    p, e = offsets["peak"], offsets["evidence"]
+    p, e = offsets["peak"], offsets["evidence"]  # inf: a flat map (no peak), a miss
+    med = lambda d: float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else float("nan")  # noqa: E731
     return {"n": int(len(p)), "peak_pointing_game": float((p <= tolerance).mean()),
             "evidence_pointing_game": float((e <= tolerance).mean()),
-            "median_peak_px": float(np.median(p)), "median_evidence_px": float(np.median(e)),
+            "median_peak_px": med(p), "median_evidence_px": med(e),
             "displaced": float(((p > tolerance) & (e <= tolerance)).mean())}

@@ -82,3 +82,20 @@ def test_marker_region_uses_the_marker_box():
     np.testing.assert_allclose(off["peak"], 5.0)
     np.testing.assert_allclose(off["evidence"], 0.0)
     assert len(cam_evidence_offsets(model, items, torch.device("cpu"), layer=model.relu)["peak"]) == 0  # no lesion
+
+
+def test_an_all_negative_cam_points_nowhere_as_in_the_pointing_game():
+    """A CAM below zero everywhere is flat after the ReLU the CAM methods apply: no peak, a miss for both scorers
+    (argmax of the raw map would otherwise pick a position and could credit it with a hit)."""
+    model, data = ShiftNet(0), _spots()
+    with torch.no_grad():
+        model.classifier.weight.fill_(-1.0)  # every position scores <= 0
+    off = cam_evidence_offsets(model, data, torch.device("cpu"), layer=model.relu)
+    assert np.isinf(off["peak"]).all() and np.isinf(off["evidence"]).all()
+    s = summarize_offsets(off, tolerance=2)
+    assert s["peak_pointing_game"] == 0.0 and s["evidence_pointing_game"] == 0.0 and np.isnan(s["median_peak_px"])
+    res = score_dataset(model, data, ("cam",), {4: model.relu}, torch.device("cpu"), tolerance=2, keep=0)
+    assert res["rows"][0]["pointing_game"] == 0.0
+    # one flat image among peaked ones: the medians are over the peaked ones
+    mixed = summarize_offsets({"peak": np.array([1.0, np.inf, 3.0]), "evidence": np.array([0.0, np.inf, 0.0])}, 2)
+    assert mixed["median_peak_px"] == 2.0 and mixed["peak_pointing_game"] == pytest.approx(1 / 3)

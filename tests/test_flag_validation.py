@@ -33,6 +33,8 @@ CASES = [
     (INTERP, "train", ["--lse-r-start", "0"], "--lse-r-start: must be a finite number > 0, got 0"),
     (INTERP, "train", ["--augment-degrees", "-5"], "--augment-degrees: must be a finite number in [0, 180], got -5"),
     (INTERP, "train", ["--augment-degrees", "nan"], "--augment-degrees: must be a finite number in [0, 180], got nan"),
+    (INTERP, "train", ["--train-crop", "0"], "--train-crop: must be a finite number in (0, 1], got 0"),
+    (INTERP, "train", ["--train-crop", "1.5"], "--train-crop: must be a finite number in (0, 1], got 1.5"),
     (INTERP, "train", ["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
     (INTERP, "train", ["--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
     (INTERP, "train", ["--lr", "1e-3x"], "--lr: expected a number > 0, got '1e-3x'"),
@@ -135,6 +137,8 @@ def test_good_values_still_parse():
     args = train.get_args(["--confounder", "1", "--val-confounder", "0", "--augment-degrees", "180",
                            "--body-parts", "forearm", "finger"])
     assert (args.confounder, args.val_confounder, args.augment_degrees) == (1.0, 0.0, 180.0)
+    assert train.get_args([]).train_crop is None and train.get_args(["--quick"]).train_crop == 0.8  # the demo's
+    assert train.get_args(["--quick", "--train-crop", "1"]).train_crop == 1.0  # 1: whole images
     assert load_script(INTERP, "evaluate").get_args(["--threshold", "1"]).threshold == 1.0
     assert load_script("benchmarks", "phantom_speed").get_args(["--size", "20", "--phantoms", "fundus-A"]).size == 20
     assert load_script("benchmarks", "enet_speed").get_args(["--sizes", "16", "24"]).sizes == [16, 24]

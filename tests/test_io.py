@@ -171,8 +171,9 @@ def test_nifti_2d_3d_4d(tmp_path, capsys):
     assert img.shape == (5, 4) and meta["slice_index"] == 3  # (x, y) shown as rows=y
     raw, _ = read_image(tmp_path / "v.nii.gz", slice_index=1, normalize=False)
     np.testing.assert_array_equal(raw, vol[:, :, 1].T[::-1])
-    img, _ = read_image(tmp_path / "v.nii.gz", slice_index=1)
+    img, meta = read_image(tmp_path / "v.nii.gz", slice_index=1)
     np.testing.assert_allclose(img, vol[:, :, 1].T[::-1] / vol.max(), atol=1e-6)  # scaled by the whole volume
+    assert meta["raw_range"] == (float(vol[:, :, 1].min()), float(vol[:, :, 1].max()))  # the stored values
     with pytest.raises(InputError, match="slice 9 out of range"):
         read_image(tmp_path / "v.nii.gz", slice_index=9)
     nib.save(nib.Nifti1Image(np.stack([vol, vol * 2], -1), np.eye(4)), tmp_path / "t.nii")

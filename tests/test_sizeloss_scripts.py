@@ -126,23 +126,49 @@ def _run_script(args, tmp_path):
                            "--device", "cpu", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("case", ["size_mismatch", "empty_mask", "unknown_kind"])
+@pytest.mark.parametrize("case", ["size_mismatch", "empty_mask", "unknown_kind", "rgb_photo", "jpeg", "float_map"])
 def test_weak_labels_bad_input(tmp_path, case):
     img = np.zeros((32, 32), np.uint8)
     mask = np.zeros((32, 32), np.uint8)
     mask[10:20, 10:20] = 3
+    mask_name = "mask.png"
     if case == "size_mismatch":
         mask = np.zeros((24, 32), np.uint8)
     if case == "empty_mask":
         mask[:] = 0
+        mask[0, 0] = 255
+    if case == "rgb_photo":
+        mask = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    if case == "jpeg":
+        mask_name = "mask.jpg"
+    if case == "float_map":
+        mask, mask_name = mask.astype(np.float32) / 7, "mask.tif"  # a probability-like map, not class indices
     Image.fromarray(img).save(tmp_path / "img.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(mask).save(tmp_path / mask_name)
     extra = ["--kinds", "scribble"] if case == "unknown_kind" else []
-    proc = _run_script(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / "mask.png"), *extra], tmp_path)
+    proc = _run_script(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / mask_name), *extra], tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert {"size_mismatch": "24x32", "empty_mask": "no foreground", "unknown_kind": "scribble"}[case] in lines[0]
+    assert {"size_mismatch": "24x32", "empty_mask": "class 3 is not in the label map (it holds 0, 255)",
+            "unknown_kind": "scribble", "rgb_photo": "a colour image, not a label map",
+            "jpeg": "a JPEG cannot hold a label map", "float_map": "non-integer values"}[case] in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_weak_labels_reads_a_palette_masks_indices_not_its_colours(tmp_path):
+    img = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 3
+    pal = Image.fromarray(mask, mode="P")
+    pal.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 200, 40, 40] + [0, 0, 0] * 252)  # class 3 drawn reddish
+    Image.fromarray(img).save(tmp_path / "img.png")
+    pal.save(tmp_path / "mask.png")
+    mod = _load("weak_labels")
+    out = mod.main(mod.get_args(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / "mask.png"),
+                                 "--label", "3", "--kinds", "box", "--out", str(tmp_path / "o"), "--device", "cpu"]))
+    weak = np.asarray(Image.open(tmp_path / "o" / "box" / "img.png"))
+    assert out["n_slices"] == 1 and (weak[8:24, 8:24] != 0).all() and (weak == 0).sum() == 32 * 32 - 16 * 16
 
 
 def test_weak_labels_single_pair(tmp_path):
@@ -261,6 +287,8 @@ def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
                                             (["--margin", "1.5"], "--margin 1.5"), (["--variant", "foo"], "foo"),
                                             (["--table", "--seeds", "0"], "--seeds: must be >= 1, got 0"),
                                             (["--table", "--rows", "fs/box"], "fs/box"),
+                                            (["--rows", "fs/erosion"], "argument --rows: only with --table"),
+                                            (["--jobs", "2"], "argument --jobs: only with --table"),
                                             (["--size", "30"], "--size 30")])
 def test_train_sizeloss_bad_input_exits_2_with_one_line(tmp_path, argv, expected):
     out = tmp_path / "out"

@@ -73,6 +73,7 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
         volume = data
         data = np.take(data, slice_index, axis=axis)
         meta.update(slice_index=slice_index, axis=axis)
+        meta["raw_range"] = (float(data.min()), float(data.max()))  # the slice's stored values, before scaling
         if normalize:  # scale by the whole volume so neighbouring slices stay comparable
             low, high = float(volume.min()), float(volume.max())
             data = (data - low) / (high - low) if high > low else np.zeros_like(data)
@@ -81,5 +82,5 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
         raise InputError(f"unsupported NIfTI shape {shape}", path=path, hint="expected 2D, 3D or 4D data")
     # NIfTI stores (x, y): transpose to (rows, cols) so the image is shown upright as in viewers.
     data = np.ascontiguousarray(data.T[::-1])
-    meta["raw_range"] = (float(data.min()), float(data.max()))
+    meta.setdefault("raw_range", (float(data.min()), float(data.max())))
     return (minmax(data) if normalize else data.astype(np.float32)), meta
