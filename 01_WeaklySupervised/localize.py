@@ -37,7 +37,7 @@ from common.xray_train import load_classifier  # noqa: E402
 
 def get_args(argv=None):
     p = make_parser(__doc__)
-    add_common_args(p, "localize", train=False)
+    add_common_args(p, "localize", train=False, data_root=False)  # the phantom: its lesion masks score the boxes
     p.add_argument("--checkpoint", type=Path, default=None, help="classifier checkpoint (default: the demo model)")
     p.add_argument("--arch", default=None, help="DenseNet arch of --checkpoint (default: read from its keys)")
     add_cam_args(p, methods="cam,gradcam", layers="4,3")

@@ -225,7 +225,7 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
 
 def get_args(argv=None):
     p = make_parser(__doc__)
-    add_common_args(p, "gallery", train=False)
+    add_common_args(p, "gallery", train=False, data_root=False)  # package samples and phantoms only
     p.add_argument("--size", type=int_at_least(32), default=128, help="phantom image side in pixels, >= 32")
     p.add_argument("--n", type=int_at_least(1), default=3, help="phantom samples per kind (one row each)")
     args = p.parse_args(argv)

@@ -87,14 +87,17 @@ def add_common_args(
     batch_size: int | None = None,
     lr: float | None = None,
     train: bool = True,
+    data_root: bool = True,
 ) -> argparse.ArgumentParser:
     """Add --dataset/--data-root/--out/--device/--seed/--quick and, when ``train``,
-    --epochs/--batch-size/--lr/--resume."""
+    --epochs/--batch-size/--lr/--resume. ``data_root=False``: a script that reads no dataset folder has no
+    --data-root (argparse then refuses it in one line instead of ignoring it)."""
     if datasets:
         parser.add_argument("--dataset", default=datasets[0], choices=datasets,
                             help="built-in phantom (offline) or a real public dataset (needs --data-root)")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="folder of the real dataset in its published layout")
+    if data_root:
+        parser.add_argument("--data-root", type=Path, default=None,
+                            help="folder of the real dataset in its published layout")
     parser.add_argument("--out", type=Path, default=Path("runs") / script, help="where everything this run writes goes")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto = CUDA, then MPS, then CPU")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (>= 0)")

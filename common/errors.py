@@ -7,6 +7,7 @@ checkpoint ends with ``error: <what> -- <fix>`` and exit code 2 instead of a tra
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 EXIT_BAD_INPUT = 2
@@ -69,5 +70,15 @@ def cli_main(main: Callable[[Any], Any], args: Any) -> Any:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
-        print("interrupted: rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        print(f"interrupted: {_after_interrupt(args)}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _after_interrupt(args: Any) -> str:
+    """What to do after Ctrl-C: resume only where a script can and a checkpoint was written."""
+    out = getattr(args, "out", None)
+    if not hasattr(args, "resume") or out is None:
+        return "rerun the same command (a demo model in training resumes from its last epoch by itself)"
+    if any(Path(out).rglob("last.pt")):
+        return "rerun with --resume to continue from the last checkpoint"
+    return "no checkpoint was written yet; rerun to start again"

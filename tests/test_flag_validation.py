@@ -203,3 +203,13 @@ def test_summarize_runs_names_a_cell_that_is_not_a_number(tmp_path):
     (tmp_path / "cut" / "metrics.csv").write_text("epoch,val_dice3d\n1,nan\n2,0.4\n3,0.3\n")
     row = mod.summarize(tmp_path, "val_dice3d", None)[0]
     assert row["best epoch"] == 2 and row["best val_dice3d"] == 0.4  # a nan epoch is never the best
+
+
+@pytest.mark.parametrize("folder, name", [(WSS, "localize"), ("MedicalImages", "gallery")])
+def test_scripts_that_read_no_dataset_folder_refuse_data_root(capsys, folder, name):
+    """--data-root used to be accepted and ignored by the scripts that only use built-in data."""
+    with pytest.raises(SystemExit) as stop:
+        load_script(folder, name).get_args(["--data-root", "/data/MURA"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "unrecognized arguments: --data-root /data/MURA" in err

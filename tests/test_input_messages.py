@@ -304,3 +304,27 @@ def test_training_flags_below_their_minimum_are_one_line(tmp_path, script, argv,
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("has_resume, checkpoint, expected", [
+    (True, True, "rerun with --resume to continue from the last checkpoint"),
+    (True, False, "no checkpoint was written yet; rerun to start again"),
+    (False, False, "rerun the same command"),
+])
+def test_ctrl_c_says_what_to_do_next(tmp_path, capsys, has_resume, checkpoint, expected):
+    import argparse
+
+    from common.errors import cli_main
+
+    if checkpoint:
+        (tmp_path / "row" / "seed0").mkdir(parents=True)
+        (tmp_path / "row" / "seed0" / "last.pt").write_bytes(b"x")
+    args = argparse.Namespace(out=tmp_path, **({"resume": False} if has_resume else {}))
+
+    def main(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        cli_main(main, args)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 130 and err == f"interrupted: {err.split(': ', 1)[1]}" and expected in err

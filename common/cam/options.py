@@ -11,7 +11,8 @@ from common.errors import InputError
 
 def add_cam_args(parser, methods: str = "cam,gradcam", layers: str = "1,2,3,4", topk: int = 64,
                  tta: str = "none") -> None:
-    parser.add_argument("--method", default=methods, help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--method", default=methods, help=f"comma list of {', '.join(METHODS)} (cam at block 4 "
+                        "only: it weights the features the classifier pools; the others at every --layers block)")
     parser.add_argument("--layers", default=layers, help="dense blocks to explain (comma list of 1-4)")
     parser.add_argument("--scorecam-topk", type=int_at_least(0), default=topk,
                         help="Score-CAM: score only the top-k channels (0 = all)")
