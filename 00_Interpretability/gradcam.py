@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.cam.augment import explain_tta  # noqa: E402
-from common.cam.base import BaseCAM, resolve_targets  # noqa: E402
+from common.cam.base import BaseCAM, class_probabilities, resolve_targets  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser, set_help  # noqa: E402
 from common.datasets._common import pad_to_square, resize_image  # noqa: E402
@@ -163,15 +163,6 @@ class KeepRaw(BaseCAM):
         return raw
 
 
-def class_probabilities(logits: torch.Tensor) -> np.ndarray:
-    """(B, K) logits -> (B, classes) probabilities: a 1-logit head as [1 - p, p] with p = sigmoid, else softmax."""
-    logits = logits.detach().float().cpu()
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits[:, 0])
-        return torch.stack([1 - p, p], 1).numpy()
-    return torch.softmax(logits, 1).numpy()
-
-
 def explaining(target: int, n_out: int, p: float, digits: int = 2) -> str:
     """'explaining class 1 (abnormal), p = 0.93': the class a map explains and its probability."""
     name = f"class {target} ({BINARY_CLASSES[target]})" if n_out == 1 else f"class {target}"
@@ -206,7 +197,7 @@ def main(args):
         keep = {name: KeepRaw(m) for name, m in methods.items()} if args.save_maps else methods
         logits, maps = explain_tta(model, to_model_input(x), keep, layers, target=args.target_class, tta=args.tta)
         targets = resolve_targets(logits, args.target_class).cpu().numpy()  # (B,) the class each map explains
-        probs = class_probabilities(logits)  # (B, classes)
+        probs = class_probabilities(logits).cpu().numpy()  # (B, classes)
         # the first len(maps[m]) raw maps are the image's own view, one per block in maps[m]'s order
         raw = {m: dict(zip(maps[m], keep[m].raw)) for m in maps} if args.save_maps else {}
         for b, it in enumerate(chunk):

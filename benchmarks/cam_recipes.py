@@ -213,11 +213,11 @@ def step_time(name: str, device, quick: bool = False, steps: int = 6) -> float:
     """Seconds per training step (at the recipe's batch size) of its network at the side it trains on (its training
     crop, if any), in this process."""
     from common.models import build_densenet
+    from common.xray_train import train_crop_side
 
     args = recipe_args(name, 0, quick)
     model = build_densenet(args.arch, 1, cam_stride=args.cam_stride, pooling=args.pooling, lse_r=args.lse_r).to(device)
-    crop = getattr(args, "train_crop", None)
-    side = round(crop * args.size) if crop and crop < 1 else args.size
+    side = train_crop_side(args) or args.size
     x = torch.randn(args.batch_size, 3, side, side, device=device)
     if getattr(args, "channels_last", False):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.cam.augment import explain_tta
+from common.cam.base import class_probabilities, resolve_targets
 from common.metrics import energy_pointing_game, iou, pointing_game
 from common.metrics.faithfulness import deletion_insertion
 from common.models import to_model_input
@@ -39,21 +40,6 @@ def region_masks(batch: dict, region: str) -> np.ndarray:
     return out
 
 
-def target_probability(logits: torch.Tensor, target: int) -> torch.Tensor:
-    """(B, K) logits -> (B,) probability of class ``target``: sigmoid of the one logit (class 1; class 0 is its
-    complement) for a 1-output head, softmax over the classes for a K-output one."""
-    assert logits.ndim == 2, f"expected (B, K) logits, got {tuple(logits.shape)}"
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits[:, 0].float())
-        return p if target == 1 else 1 - p
-    return torch.softmax(logits.float(), dim=1)[:, target]
-
-
-def predicted_class(logits: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits -> (B,) class: logit > 0 (p > 0.5) for a 1-output head, the argmax for a K-output one."""
-    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
-
-
 def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, target: int = 1,
                   tolerance: int = 8, threshold: float = 0.5, regions=("lesion",), faithfulness: int = 0,
                   steps: int = 16, batch_size: int = 16, keep: int = 4, tta: str = "none") -> dict:
@@ -62,7 +48,7 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
     faithfulness: number of images (from the start) that also get deletion/insertion AUCs.
     tta: test-time augmentation of the maps (a key of ``common.cam.augment.TTA``; "none": single view).
     target: the class every map explains (1 = abnormal for the project's 1-output heads); ``probs`` is its
-    probability per image (``target_probability``), which the deletion / insertion curves follow too.
+    probability per image (``common.cam.class_probabilities``), which the deletion / insertion curves follow too.
     Returns {"rows": [...], "examples": {...}, "probs": (N,), "predicted": (N,) classes, "hits": {(method, layer,
     region): (N,)}}, where
     ``hits`` holds each image's pointing-game hit (1.0 / 0.0; NaN where the image has no such region).
@@ -74,13 +60,13 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
 
     def score_fn(x):  # (N, 1, H, W) -> (N,) probability of the target class
         with torch.no_grad():
-            return target_probability(model(to_model_input(x.to(device))), target)
+            return class_probabilities(model(to_model_input(x.to(device))))[:, target]
 
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x = batch["image"].to(device)  # (B, 1, H, W)
         logits, maps = explain_tta(model, to_model_input(x), methods, layers, target=target, tta=tta)
-        probs.append(target_probability(logits.detach(), target).cpu().numpy())
-        predicted.append(predicted_class(logits.detach()).cpu().numpy())
+        probs.append(class_probabilities(logits)[:, target].cpu().numpy())
+        predicted.append(resolve_targets(logits.detach()).cpu().numpy())  # the predicted class
         masks = {r: region_masks(batch, r) for r in regions}
         for m in maps:
             for k, block_maps in maps[m].items():

@@ -200,6 +200,13 @@ class SharpnessRamp:
         self._apply()
 
 
+def train_crop_side(args) -> int | None:
+    """Side in pixels of the random training crop (``args.train_crop``, a fraction of ``args.size``); None: whole
+    images."""
+    crop = getattr(args, "train_crop", None)
+    return round(crop * args.size) if crop and crop < 1 else None
+
+
 def train_classifier(args, device, out: Path):
     """Train (or resume) per the MURA protocol; returns (model with the best weights, result dict)."""
     train, val = bone_datasets(args)
@@ -228,9 +235,8 @@ def train_classifier(args, device, out: Path):
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out=out, seed=args.seed, resume=args.resume,
                     workers=args.workers, monitor="val_loss", mode="min", args=vars(args))
     step = weighted_bce_step(weights, model_input, getattr(args, "logit_penalty", 0.0))
-    crop = getattr(args, "train_crop", None)  # a fraction of the side
     augmented = Augmented(train, degrees=getattr(args, "augment_degrees", 30.0),  # MURA: up to 30 degrees
-                          crop=round(crop * args.size) if crop and crop < 1 else None)
+                          crop=train_crop_side(args))
     fit_result = fit(model, augmented, val, step, optimizer, cfg, device, scheduler=scheduler,
                      metric_fn=logit_metrics)
     best = checkpoint.load(out / "best.pt", map_location=device) if (out / "best.pt").exists() else None

@@ -10,6 +10,7 @@ from common.cam.base import (
     BaseCAM,
     Context,
     WeightedCAM,
+    class_probabilities,
     linear_head,
     normalize_maps,
     resolve_targets,
@@ -28,6 +29,6 @@ from common.cam.xgradcam import XGradCAM
 
 __all__ = [
     "METHODS", "explain", "BaseCAM", "WeightedCAM", "Context", "LayerCapture", "frozen",
-    "normalize_maps", "resolve_targets", "score_coefficients", "linear_head",
+    "normalize_maps", "resolve_targets", "class_probabilities", "score_coefficients", "linear_head",
     "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LayerCAM", "XGradCAM", "EigenCAM",
 ]

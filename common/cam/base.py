@@ -37,6 +37,17 @@ def resolve_targets(logits: torch.Tensor, target: Target = None) -> torch.Tensor
     return t.clone()
 
 
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K) logits -> (B, classes) float probabilities: a 1-logit head as [1 - p, p] with p = sigmoid (class 1 is
+    the logit's, as in ``resolve_targets``), a K-output head as the softmax over its K classes."""
+    assert logits.ndim == 2, f"expected logits (B, K), got {tuple(logits.shape)}"
+    logits = logits.detach().float()
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], 1)
+    return torch.softmax(logits, 1)
+
+
 def score_coefficients(targets: torch.Tensor, num_outputs: int) -> torch.Tensor:
     """(B, K) matrix S with score_b = S[b] . logits[b]: the single place that defines what a target means."""
     if num_outputs == 1:
