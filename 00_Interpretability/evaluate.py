@@ -16,17 +16,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from common.cam.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
+from common.cam.scoring import pointing_tolerance, score_dataset  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser, parse_args  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
-from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
-from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import MIN_INPUT_SIZE, block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_demo import load_classifier  # noqa: E402
 from common.viz import image_grid  # noqa: E402
-from common.xray_train import load_classifier  # noqa: E402
 
 GOAL_POINTING = 0.8
 
@@ -54,10 +54,7 @@ def get_args(argv=None):
                    help="images that also get deletion/insertion AUC")
     p.add_argument("--batch-size", type=int_at_least(1), default=16,
                    help="images explained and scored together")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n, args.faithfulness = min(args.n, 120), min(args.faithfulness, 24)
-    return args
+    return parse_args(p, argv, quick=dict(n=120, faithfulness=24))
 
 
 def main(args):
@@ -78,7 +75,7 @@ def main(args):
     size = args.size or info.get("size") or 320
     if args.tolerance is None:
         args.tolerance = pointing_tolerance(size)
-    from common.phantoms import BoneXrayPhantom
+    from common.data.phantoms import BoneXrayPhantom
 
     data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 200_000, abnormal_fraction=1.0)
     layers = {k: block_layers(model)[k] for k in blocks}
@@ -112,7 +109,7 @@ def main(args):
     # Where the block-4 CAM peak looks: a miss with the evidence on the lesion is a displaced explanation
     ev = summarize_offsets(cam_evidence_offsets(model, data, ctx.device, batch_size=args.batch_size, target=target),
                            args.tolerance)
-    evidence = (f"Where the block-4 CAM peak looks (`common/evidence.py`): the peak lies within {args.tolerance} px "
+    evidence = (f"Where the block-4 CAM peak looks (`common/cam/evidence.py`): the peak lies within {args.tolerance} px "
                 f"of the lesion in {ev['peak_pointing_game']:.0%} of the images (median distance "
                 f"{ev['median_peak_px']:.1f} px); the input pixel with the largest gradient of the peak value does "
                 f"in {ev['evidence_pointing_game']:.0%} (median {ev['median_evidence_px']:.1f} px). In "

@@ -23,18 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.cam.augment import explain_tta  # noqa: E402
 from common.cam.base import BaseCAM, class_probabilities, resolve_targets  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
+from common.cam.tta import explain_tta  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser, set_help  # noqa: E402
-from common.datasets._common import pad_to_square, resize_image  # noqa: E402
+from common.data.datasets.files import pad_to_square, resize_image  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import IMAGE_EXTENSIONS, list_images, read_image, save_image, save_json, save_npz  # noqa: E402
 from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_demo import load_classifier  # noqa: E402
 from common.viz import image_grid, overlay  # noqa: E402
-from common.xray_train import load_classifier  # noqa: E402
 
 BINARY_CLASSES = {0: "normal", 1: "abnormal"}  # a 1-logit head: class 1 scores the logit, class 0 its negation
 
@@ -115,7 +115,7 @@ def read_inputs(args):
 
 
 def phantom_inputs(args, size: int):
-    from common.phantoms import BoneXrayPhantom
+    from common.data.phantoms import BoneXrayPhantom
 
     seed = args.seed + 7
     ds = BoneXrayPhantom(n=args.n_phantom, size=size, seed=seed, abnormal_fraction=1.0)

@@ -6,55 +6,52 @@ bottom-right), the way a hospital's, scanner's or technician's habits can leak i
 radiographs", PLOS Medicine 2018, https://doi.org/10.1371/journal.pmed.1002683). A DenseNet trained on
 such data scores well on data with the same leak and falls towards chance when the leak is removed; CAM
 (Zhou et al. 2016, https://arxiv.org/abs/1512.04150) shows where it looks: at the marker, not the lesion.
-Where a CAM peak lies beside the marker, ``common.evidence`` tells whether the input behind that peak (its
+Where a CAM peak lies beside the marker, ``common.cam.evidence`` tells whether the input behind that peak (its
 largest gradient) is the marker: a displaced explanation of a model that reads the marker.
 
 Usage: python 00_Interpretability/shortcut.py --quick
 """
 
-import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cam import CAM, GradCAM  # noqa: E402
-from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
+from common.cam.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
+from common.cam.scoring import pointing_tolerance, score_dataset  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser, parse_args  # noqa: E402
+from common.data.phantoms import BoneXrayPhantom  # noqa: E402
 from common.errors import cli_main  # noqa: E402
-from common.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
-from common.explanation_scores import pointing_tolerance, score_dataset  # noqa: E402
 from common.io import save_json  # noqa: E402
+from common.metrics import binary_metrics  # noqa: E402
 from common.models import block_layers  # noqa: E402
-from common.phantoms import BoneXrayPhantom  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_classifier import labels_and_groups, probabilities, train_classifier  # noqa: E402
+from common.tasks.bone_demo import DEMO, demo_model  # noqa: E402
 from common.viz import image_grid  # noqa: E402
-from common.xray_task import binary_metrics, labels_and_groups  # noqa: E402
-from common.xray_train import DEMO, demo_model, probabilities, train_classifier  # noqa: E402
 
 
 def get_args(argv=None):
     p = make_parser(__doc__)
-    add_common_args(p, "shortcut", epochs=DEMO["epochs"], batch_size=DEMO["batch_size"], lr=DEMO["lr"])
+    add_common_args(p, "shortcut", epochs=DEMO.epochs, batch_size=DEMO.batch_size, lr=DEMO.lr)
     p.add_argument("--confounder", type=float_range(0, 1), default=1.0,
                    help="share of training images whose marker corner encodes the label")
-    p.add_argument("--n-train", type=int_at_least(1), default=DEMO["n_train"], help="training images")
+    p.add_argument("--n-train", type=int_at_least(1), default=DEMO.n_train, help="training images")
     p.add_argument("--n-test", type=int_at_least(1), default=400, help="test images per condition")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.epochs, args.n_test = min(args.epochs, 5), min(args.n_test, 200)
-    return args
+    return parse_args(p, argv, quick=dict(epochs=5, n_test=200))
 
 
 def main(args):
     ctx = setup_run(args)
     # whole images (no training crops): the leak sits in the corners that the demo's crops would often cut off
-    train_args = argparse.Namespace(**{**DEMO, "epochs": args.epochs, "n_train": args.n_train, "lr": args.lr,
-                                       "batch_size": args.batch_size, "confounder": args.confounder,
-                                       "seed": args.seed, "train_crop": None}, resume=args.resume, data_root=None)
-    shortcut_model, _ = train_classifier(train_args, ctx.device, ctx.out / "model")
+    train_cfg = replace(DEMO, epochs=args.epochs, n_train=args.n_train, lr=args.lr, batch_size=args.batch_size,
+                        confounder=args.confounder, seed=args.seed, train_crop=None, resume=args.resume)
+    shortcut_model, _ = train_classifier(train_cfg, ctx.device, ctx.out / "model")
     clean_model, demo = demo_model(ctx.device)
-    size = DEMO["size"]
+    size = DEMO.size
     tests = {"marker leaks the label": BoneXrayPhantom(n=args.n_test, size=size, seed=args.seed + 300_000,
                                                        confounder=1.0),
              "marker independent of label": BoneXrayPhantom(n=args.n_test, size=size, seed=args.seed + 300_000,
@@ -96,7 +93,7 @@ def main(args):
         "leak.", markdown_table(acc_rows, acc_cols),
         f"Where CAM / Grad-CAM (block 4) point on abnormal images that carry the leak (pointing game within {tol} px "
         "of the region):", markdown_table(cam_rows, cam_cols),
-        "Where the block-4 CAM peak looks (`common/evidence.py`): the peak's distance to the region, and that of the "
+        "Where the block-4 CAM peak looks (`common/cam/evidence.py`): the peak's distance to the region, and that of the "
         "input pixel with the largest gradient of the peak value; `displaced` = the peak misses the region while its "
         "evidence is on it.", markdown_table(evidence_rows, ev_cols), "![CAM of the two models](shortcut_cam.png)"])
     result = {"accuracy": acc_rows, "cam": cam_rows, "evidence": evidence_rows, "tolerance": tol}

@@ -14,17 +14,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import add_common_args, float_range, int_at_least, make_parser  # noqa: E402
-from common.datasets.mura import BODY_PARTS as MURA_BODY_PARTS  # noqa: E402
+from common.cli import add_common_args, float_range, int_at_least, make_parser, parse_args  # noqa: E402
+from common.data.datasets.mura import BODY_PARTS as MURA_BODY_PARTS  # noqa: E402
+from common.data.phantoms.bone import BODY_PARTS as PHANTOM_BODY_PARTS  # noqa: E402
+from common.engine.schedules import SCHEDULES  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import ARCHS, MIN_INPUT_SIZE, POOLINGS  # noqa: E402
 from common.models.densenet import CAM_STRIDES  # noqa: E402
-from common.phantoms.bone import BODY_PARTS as PHANTOM_BODY_PARTS  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import cleanup_distributed, is_main_process, log, setup_run  # noqa: E402
+from common.tasks.bone_classifier import ClassifierConfig, train_classifier  # noqa: E402
+from common.tasks.bone_demo import (  # noqa: E402
+    DEMO,
+    DEMO_MIN_AUROC,
+    demo_path,
+    is_demo_recipe,
+    restart_config,
+    save_demo,
+    train_demo,
+)
 from common.viz import curves  # noqa: E402
-from common.xray_train import DEMO, DEMO_MIN_AUROC, SCHEDULES, restart_config, train_classifier  # noqa: E402
 
 DATASETS = ("phantom", "mura")
 BODY_PARTS = {"phantom": tuple(PHANTOM_BODY_PARTS), "mura": MURA_BODY_PARTS}
@@ -34,7 +44,7 @@ PROBABILITY = float_range(0, 1)
 
 def get_args(argv=None):
     p = make_parser(__doc__)
-    add_common_args(p, "train", datasets=DATASETS, epochs=None, batch_size=8, lr=1e-4)
+    add_common_args(p, "train", datasets=DATASETS, epochs=30, batch_size=8, lr=1e-4)
     p.add_argument("--arch", default="densenet169", choices=sorted(ARCHS),
                    help="DenseNet variant ('mini' / 'tiny' for CPU demos)")
     p.add_argument("--weights", default=None,
@@ -68,14 +78,11 @@ def get_args(argv=None):
                    help="phantom only: probability that the L/R marker's corner encodes the label (shortcut demo)")
     p.add_argument("--val-confounder", type=PROBABILITY, default=None,
                    help="confounder of the validation set (default: same)")
-    args = p.parse_args(argv)
-    if args.quick:  # the demo model's settings (common.xray_train.DEMO): a small DenseNet, minutes on a CPU
-        given = argv if argv is not None else sys.argv
-        for key in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr", "schedule",
-                    "augment_degrees", "train_crop", "epochs", "channels_last", "pooling", "lse_r", "lse_r_start"):
-            if f"--{key.replace('_', '-')}" not in given:
-                setattr(args, key, DEMO[key])
-    args.epochs = args.epochs or 30
+    # --quick: the demo model's settings (common.tasks.bone_demo.DEMO), a small DenseNet trained in minutes on a CPU
+    quick = {k: getattr(DEMO, k) for k in ("arch", "cam_stride", "size", "n_train", "n_val", "batch_size", "lr",
+                                            "schedule", "augment_degrees", "train_crop", "epochs", "channels_last",
+                                            "pooling", "lse_r", "lse_r_start")}
+    args = parse_args(p, argv, quick=quick)
     unknown = [part for part in args.body_parts or () if part not in BODY_PARTS[args.dataset]]
     if unknown:  # checked here: the datasets would refuse them only after --out is made
         p.error(f"argument --body-parts: unknown {args.dataset} body part(s) {', '.join(unknown)}; choose from "
@@ -90,7 +97,15 @@ def main(args):
         raise InputError("no such file (--weights)", path=args.weights,
                          hint="pass a .pth state_dict, 'imagenet', or no --weights for random init")
     ctx = setup_run(args)
-    model, result = train_classifier(args, ctx.device, ctx.out)
+    cfg = ClassifierConfig.from_args(args)
+    demo = is_demo_recipe(cfg)
+    if demo:  # the demo model's run: the same gate and warm restart, and its result cached for the other demos
+        model, result, cfg = train_demo(ctx.device, ctx.out, ctx.out / "restart", resume=args.resume)
+        if not demo_path().exists():
+            log(f"cached as the demo model that gradcam.py, evaluate.py, shortcut.py and localize.py explain: "
+                f"{save_demo(model, cfg, result)}")
+    else:
+        model, result = train_classifier(cfg, ctx.device, ctx.out)
     ev = result["evaluation"]
     summary = {"image": ev["image"], "study": ev["study"], "per_body_part": ev["per_body_part"],
                "best_epoch": result["best_epoch"], "history": result["fit"]["history"]}
@@ -99,21 +114,25 @@ def main(args):
         epochs = [h["epoch"] for h in hist]
         losses = {"train loss": [h["train_loss"] for h in hist], "validation loss": [h["val_loss"] for h in hist]}
         curves(epochs, losses,
-               ctx.out / "loss.png", "epoch", "weighted BCE", f"{args.arch} on {args.dataset}")
+               ctx.out / "loss.png", "epoch", "weighted BCE", f"{cfg.arch} on {cfg.dataset}")
         rows = [{"level": "image", **ev["image"]}, {"level": "study", **ev["study"]}]
         rows += [{"level": f"study: {part}", **m} for part, m in ev["per_body_part"].items()]
         cols = ["level", "kappa", "auroc", "accuracy", "sensitivity", "specificity", "n"]
         # a --quick run on the phantom that stayed on the plateau where it knows the metal only (00 README)
-        plateau = args.quick and args.dataset == "phantom" and ev["image"]["auroc"] < DEMO_MIN_AUROC
+        plateau = args.quick and not demo and args.dataset == "phantom" and ev["image"]["auroc"] < DEMO_MIN_AUROC
         restart = restart_config(ctx.out, args.seed)
         hint = (f"Validation AUROC is below the demo model's gate ({DEMO_MIN_AUROC}): a short from-scratch run "
                 "sometimes learns the metal implants and not the fractures and lytic lesions. Continue it as the demo "
-                f"model does (a warm restart, {restart['epochs']} epochs on new images): `python "
-                f"00_Interpretability/train.py --quick --weights {restart['weights']} --epochs {restart['epochs']} "
-                f"--lse-r-start {restart['lse_r_start']:g} --seed {restart['seed']} --out {ctx.out}_restart`.")
-        write_report(ctx.out, f"Normal/abnormal classification ({args.arch}, {args.dataset}, {args.size} px)", [
-            f"Best validation loss at epoch {result['best_epoch']} of {args.epochs}; checkpoint `best.pt`."
-            + (f" {hint}" if plateau else ""), markdown_table(rows, cols), "![training curves](loss.png)"])
+                f"model does (a warm restart, {restart.epochs} epochs on new images): `python "
+                f"00_Interpretability/train.py --quick --weights {restart.weights} --epochs {restart.epochs} "
+                f"--lse-r-start {restart.lse_r_start:g} --seed {restart.seed} --out {ctx.out}_restart`.")
+        restarted = (f" The first run ended below the demo model's gate (validation AUROC {DEMO_MIN_AUROC}) and was "
+                     f"continued by a warm restart on seed {cfg.seed}'s images (`restart/`); its numbers are these."
+                     if cfg.restart_of_seed is not None else "")
+        write_report(ctx.out, f"Normal/abnormal classification ({cfg.arch}, {cfg.dataset}, {cfg.size} px)", [
+            f"Best validation loss at epoch {result['best_epoch']} of {cfg.epochs}; checkpoint "
+            f"`{'restart/' if restarted else ''}best.pt`." + restarted + (f" {hint}" if plateau else ""),
+            markdown_table(rows, cols), "![training curves](loss.png)"])
         save_json(ctx.out / "metrics.json", summary)
         log(f"validation (image level): AUROC {ev['image']['auroc']:.3f}, kappa {ev['image']['kappa']:.3f}; "
             f"study level kappa {ev['study']['kappa']:.3f}; wrote {ctx.out}")

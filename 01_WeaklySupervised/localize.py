@@ -20,19 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from common.cam.augment import explain_tta  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
+from common.cam.tta import explain_tta  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser, parse_args  # noqa: E402
+from common.data.phantoms import BoneXrayPhantom  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.metrics import box_iou, iou, mask_to_box  # noqa: E402
 from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
-from common.phantoms import BoneXrayPhantom  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_demo import load_classifier  # noqa: E402
 from common.viz import image_grid  # noqa: E402
-from common.wsol import localize  # noqa: E402
-from common.xray_train import load_classifier  # noqa: E402
+from common.weak.boxes import localize  # noqa: E402
 
 
 def get_args(argv=None):
@@ -47,10 +47,7 @@ def get_args(argv=None):
     p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
                    help=f"image side, >= {MIN_INPUT_SIZE} (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int_at_least(1), default=16, help="images explained together")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n = min(args.n, 100)
-    return args
+    return parse_args(p, argv, quick=dict(n=100))
 
 
 def parse_thresholds(text: str) -> list:

@@ -33,9 +33,17 @@ from common.io import save_json  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import log, seed_everything, setup_run, worker_log  # noqa: E402
+from common.tasks.lv_weak_seg import (  # noqa: E402
+    VARIANTS,
+    WEAK_KINDS,
+    WeakVolumes,
+    collate_volumes,
+    dice_by_volume,
+    load_cardiac,
+    make_step,
+    volume_dice_metric,
+)
 from common.viz import curves, image_grid  # noqa: E402
-from common.wss import (VARIANTS, WEAK_KINDS, WeakVolumes, collate_volumes, dice_by_volume, load_cardiac,  # noqa: E402
-                        make_step, volume_dice_metric)
 
 DATASETS = ("phantom", "acdc")
 # Rows of the survey authors' ACDC demo of Kervadec et al. (3D Dice of the LV), and extra weak-label rows.

@@ -18,15 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser, parse_args  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import read_image, save_image, save_json  # noqa: E402
 from common.io.labels import describe_classes, read_label_map  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import log, setup_run  # noqa: E402
+from common.tasks.lv_weak_seg import WEAK_KINDS, load_cardiac, weak_options  # noqa: E402
 from common.viz import image_grid  # noqa: E402
-from common.weak_labels import IGNORE, check_same_size, make_weak_label  # noqa: E402
-from common.wss import WEAK_KINDS, load_cardiac, weak_options  # noqa: E402
+from common.weak.labels import IGNORE, check_same_size, make_weak_label  # noqa: E402
 
 DATASETS = ("phantom", "acdc")
 
@@ -37,19 +37,14 @@ def get_args(argv=None):
     p.add_argument("--kinds", nargs="+", default=list(WEAK_KINDS), choices=list(WEAK_KINDS),
                    help=f"weak labels to draw: {', '.join(WEAK_KINDS)}")
     p.add_argument("--label", type=int, default=3, help="class of the mask to weaken (ACDC: 3 = LV cavity)")
-    p.add_argument("--size", type=int_at_least(32), default=None,
-                   help="image side in pixels, >= 32 (phantom / ACDC; default: 64 with --quick, else 128)")
-    p.add_argument("--n-volumes", type=int_at_least(1), default=None,
-                   help="volumes to read (phantom; cap for ACDC; default: 2 with --quick, else 10)")
+    p.add_argument("--size", type=int_at_least(32), default=128,
+                   help="image side in pixels, >= 32 (phantom / ACDC; --quick: 64)")
+    p.add_argument("--n-volumes", type=int_at_least(1), default=10,
+                   help="volumes to read (phantom; cap for ACDC; --quick: 2)")
     p.add_argument("--image", type=Path, default=None, help="one image file instead of a dataset (needs --mask)")
     p.add_argument("--mask", type=Path, default=None, help="its label map, same height and width")
     p.add_argument("--n-show", type=int_at_least(1), default=4, help="slices per figure")
-    args = p.parse_args(argv)
-    if args.size is None:  # not `or`: a given 0 is refused above, never replaced
-        args.size = 64 if args.quick else 128
-    if args.n_volumes is None:
-        args.n_volumes = 2 if args.quick else 10
-    return args
+    return parse_args(p, argv, quick=dict(size=64, n_volumes=2))
 
 
 def load_pairs(args) -> list[tuple[str, np.ndarray, np.ndarray]]:

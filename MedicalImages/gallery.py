@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import add_common_args, int_at_least, make_parser  # noqa: E402
+from common.cli import add_common_args, int_at_least, make_parser, parse_args  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import read_image, save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
@@ -175,7 +175,7 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
     """(images, titles, contour masks, skipped) for the three phantoms; a missing phantom is skipped."""
     images, titles, masks, skipped = [], [], [], {}
     try:
-        from common.phantoms.bone import BoneXrayPhantom
+        from common.data.phantoms.bone import BoneXrayPhantom
 
         phantom = BoneXrayPhantom(4 * n, size, seed)
         bone = [phantom[i] for i in range(len(phantom))]
@@ -189,9 +189,9 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
             titles.append(f"Bone X-ray phantom ({item['meta']['body_part']})\n{note}")
             masks.append([item["mask"].numpy() > 0])
     except ImportError as exc:
-        skipped["bone"] = f"common.phantoms.bone unavailable ({exc})"
+        skipped["bone"] = f"common.data.phantoms.bone unavailable ({exc})"
     try:
-        from common.phantoms.cardiac import CardiacPhantomSlices
+        from common.data.phantoms.cardiac import CardiacPhantomSlices
 
         heart = CardiacPhantomSlices(n, size, seed)
         for item in (heart[i] for i in range(len(heart))):  # volumes are cached, so slices are cheap
@@ -203,9 +203,9 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
             titles.append(f"Cardiac MR phantom, {meta['phase']}, slice {meta['slice']}\nRV green, myo red, LV blue")
             masks.append([lab == 1, lab == 2, lab == 3])
     except ImportError as exc:
-        skipped["cardiac"] = f"common.phantoms.cardiac unavailable ({exc})"
+        skipped["cardiac"] = f"common.data.phantoms.cardiac unavailable ({exc})"
     try:
-        from common.phantoms.fundus import FundusPhantom
+        from common.data.phantoms.fundus import FundusPhantom
 
         for domain in ("A", "B"):  # paired: the same eyes through both cameras
             eyes = FundusPhantom(n, size, domain, seed, paired=True)
@@ -216,7 +216,7 @@ def phantom_panels(size: int, n: int, seed: int) -> tuple[list, list, list, dict
                 titles.append(f"Fundus phantom, camera {domain}\ndisc green, cup red, vCDR {float(item['cdr']):.2f}")
                 masks.append([seg >= 1, seg == 2])
     except ImportError as exc:
-        skipped["fundus"] = f"common.phantoms.fundus unavailable ({exc})"
+        skipped["fundus"] = f"common.data.phantoms.fundus unavailable ({exc})"
     return images, titles, masks, skipped
 
 
@@ -228,10 +228,7 @@ def get_args(argv=None):
     add_common_args(p, "gallery", train=False, data_root=False)  # package samples and phantoms only
     p.add_argument("--size", type=int_at_least(32), default=128, help="phantom image side in pixels, >= 32")
     p.add_argument("--n", type=int_at_least(1), default=3, help="phantom samples per kind (one row each)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.size, args.n = min(args.size, 128), min(args.n, 2)
-    return args
+    return parse_args(p, argv, quick=dict(n=2))
 
 
 def main(args) -> dict:

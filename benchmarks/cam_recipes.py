@@ -2,7 +2,7 @@
 
 The interpretability goal is a block-4 CAM pointing game >= 0.8 on the bone phantom's abnormal images
 (Zhang et al. 2016, https://arxiv.org/abs/1608.00507; tolerance 8 px at 128 px). This trains the demo
-DenseNet (``common.xray_train.DEMO``) under named variations of its recipe, several seeds each, and
+DenseNet (``common.tasks.bone_demo.DEMO``) under named variations of its recipe, several seeds each, and
 scores every model the same way: validation AUROC, and the pointing game per lesion type of CAM (block 4)
 and Layer-CAM (blocks 2-4). Each recipe's relative training cost is a measured time per training step
 times its number of steps (same device, one process). Not a test: the numbers say which recipe to make the demo default.
@@ -32,7 +32,7 @@ from common.io import save_json  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import choose_device, worker_log  # noqa: E402
 
-# name -> overrides of the v7 demo (common.xray_train.DEMO without v8's training crops: arch "mini" at cam_stride 4,
+# name -> overrides of the v7 demo (common.tasks.bone_demo.DEMO without v8's training crops: arch "mini" at cam_stride 4,
 # 160 px, 4,800 images x 10 epochs, log-sum-exp pooling with r ramped 0.25 -> 3, one-cycle lr stepped per batch), so
 # that recipe "demo" is still what the runs kept under that name were trained as; "arch_spec" defines a DenseNet layout
 # for this sweep only. "v6" is the previous demo model (one-cycle lr stepped per epoch), "v5" the one before (average
@@ -68,7 +68,7 @@ RECIPES = {
     "sd0.02_e6": {"logit_penalty": 0.02, "epochs": 6},
     "ab0.75_e6": {"abnormal_fraction": 0.75, "epochs": 6},
     "fl160": {"lesion_types": ("fracture", "lytic")},  # the demo without metal implants: is the metal in the way?
-    # demo_model()'s warm restart (common.xray_train.restart_config) of the same seed's "demo" run in the same --out
+    # demo_model()'s warm restart (common.tasks.bone_demo.restart_config) of the same seed's "demo" run in the same --out
     # folder: does it rescue the runs that stayed on the plateau? The others: the same restart of other stuck runs
     # the demo in 6 / 7 epochs with its stem initialised by oriented Gaussian derivatives (common.models.stem_init)
     "ridge_e6": {"stem_init": "gaussian-derivatives", "epochs": 6},
@@ -106,9 +106,8 @@ LESIONS = ("fracture", "lytic", "hardware")
 
 def recipe_args(name: str, seed: int, quick: bool, out: Path | None = None) -> argparse.Namespace:
     """A recipe's training arguments; a restart recipe continues ``out / <its source recipe> / seed<seed>``."""
-    from common.xray_train import DEMO, restart_config
-
     from common.models import ARCHS
+    from common.tasks.bone_demo import DEMO, restart_config
 
     overrides = dict(RECIPES[name])
     source = overrides.pop("restart_from", None)
@@ -136,9 +135,9 @@ def score_model(model, size: int, n: int, device, lesions=LESIONS) -> dict:
 
     The tolerance is 8 px at 128 px, scaled with the input size so that recipes at other sizes are
     held to the same distance on the limb."""
-    from common.explanation_scores import pointing_tolerance, score_dataset
+    from common.cam.scoring import pointing_tolerance, score_dataset
+    from common.data.phantoms import BoneXrayPhantom
     from common.models import block_layers
-    from common.phantoms import BoneXrayPhantom
 
     layers = {k: block_layers(model)[k] for k in (2, 3, 4)}
     out: dict = {}
@@ -163,7 +162,7 @@ def _lesions(args) -> tuple:
 
 def rescore(name: str, seed: int, out_dir: Path, dev: torch.device, n_eval: int, quick: bool) -> dict:
     """Score a finished run's kept best.pt again (after the scorer or the phantom's masks changed); no training."""
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     old = json.loads((out_dir / "scores.json").read_text())
     args = recipe_args(name, seed, quick)  # registers a sweep-only arch_spec under its name
@@ -188,7 +187,7 @@ def run_job(name: str, seed: int, out: str, device: str, threads: int, n_eval: i
             return rescore(name, seed, out_dir, torch.device(device), n_eval, quick)
     if done.exists():
         return json.loads(done.read_text())
-    from common.xray_train import train_classifier
+    from common.tasks.bone_demo import train_classifier
 
     args = recipe_args(name, seed, quick, out_dir.parent.parent)
     dev = torch.device(device)
@@ -213,7 +212,7 @@ def step_time(name: str, device, quick: bool = False, steps: int = 6) -> float:
     """Seconds per training step (at the recipe's batch size) of its network at the side it trains on (its training
     crop, if any), in this process."""
     from common.models import build_densenet
-    from common.xray_train import train_crop_side
+    from common.tasks.bone_demo import train_crop_side
 
     args = recipe_args(name, 0, quick)
     model = build_densenet(args.arch, 1, cam_stride=args.cam_stride, pooling=args.pooling, lse_r=args.lse_r).to(device)

@@ -22,11 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
+from common.errors import cli_main  # noqa: E402
 from common.losses import bounds_from_masks, partial_cross_entropy, size_penalty  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
-from common.errors import cli_main  # noqa: E402
 from common.runtime import DEVICE_CHOICES, choose_device, seed_everything  # noqa: E402
-from common.weak_labels import make_weak_label  # noqa: E402
+from common.weak.labels import make_weak_label  # noqa: E402
 
 
 def enet_size(text: str) -> int:

@@ -1,6 +1,6 @@
 """Rendering the demo classifier's training set once, in one process vs in worker processes.
 
-``common.xray_task.Materialized`` renders a procedural dataset once before training (the demo DenseNet's
+``common.data.cache.Materialized`` renders a procedural dataset once before training (the demo DenseNet's
 4,800 bone phantoms at 160 px). This renders the same set both ways in one run, checks that the items are
 identical, and prints the speed-up: the first-use training of the demo model waits for it.
 
@@ -46,8 +46,8 @@ def same_items(a, b) -> bool:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from common.phantoms import BoneXrayPhantom
-    from common.xray_task import Materialized
+    from common.data.cache import Materialized
+    from common.data.phantoms import BoneXrayPhantom
 
     if args.quick:
         args.n, args.size = 600, 96

@@ -1,4 +1,4 @@
-"""Generation speed of the built-in procedural phantoms in ``common/phantoms``.
+"""Generation speed of the built-in procedural phantoms in ``common/data/phantoms``.
 
 The phantoms stand in for public datasets when the project runs offline, so they must be cheap
 next to training. For each phantom that exists (fundus in both camera domains, bone X-ray,
@@ -52,10 +52,10 @@ def _cardiac(mod, n, size, seed):
 
 # name -> (module, factory(module, n, size, seed) -> Dataset)
 PHANTOMS = {
-    "fundus-A": ("common.phantoms.fundus", _fundus("A")),
-    "fundus-B": ("common.phantoms.fundus", _fundus("B")),
-    "bone-xray": ("common.phantoms.bone", _bone),
-    "cardiac-slices": ("common.phantoms.cardiac", _cardiac),
+    "fundus-A": ("common.data.phantoms.fundus", _fundus("A")),
+    "fundus-B": ("common.data.phantoms.fundus", _fundus("B")),
+    "bone-xray": ("common.data.phantoms.bone", _bone),
+    "cardiac-slices": ("common.data.phantoms.cardiac", _cardiac),
 }
 # the smallest --size each phantom draws (its own check would stop the run only after the phantoms before it)
 MIN_SIZE = {"fundus-A": 16, "fundus-B": 16, "bone-xray": 32, "cardiac-slices": 32}

@@ -111,3 +111,15 @@ def add_common_args(
         parser.add_argument("--workers", type=int_at_least(0), default=0, help="data-loader worker processes")
     return parser
 
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None, quick: dict | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; with --quick, the values in ``quick`` are the defaults instead (a flag given on the
+    command line still wins: ``--quick --size 96`` trains at 96)."""
+    if quick:
+        known, _ = parser.parse_known_args(argv)
+        if getattr(known, "quick", False):
+            unknown = sorted(set(quick) - {a.dest for a in parser._actions})
+            assert not unknown, f"quick defaults for flags the parser lacks: {unknown}"
+            parser.set_defaults(**quick)
+    return parser.parse_args(argv)

@@ -1,9 +1,9 @@
-"""The MURA-style training augmentation (common.xray_task.Augmented): flips, rotations and random crops."""
+"""The MURA-style training augmentation (common.data.transforms.Augmented): flips, rotations and random crops."""
 
 import pytest
 import torch
 
-from common.xray_task import Augmented
+from common.data.transforms import Augmented
 
 
 class Ramp:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.cam import METHODS, CAM, EigenCAM, GradCAM, LayerCapture, ScoreCAM, explain, frozen
+from common.cam import CAM, METHODS, EigenCAM, GradCAM, LayerCapture, ScoreCAM, explain, frozen
 from common.models import block_layers, build_densenet
 
 pg = pytest.importorskip("pytorch_grad_cam")

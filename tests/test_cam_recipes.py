@@ -59,7 +59,7 @@ def test_training_cost_counts_the_steps_of_each_recipe():
 def test_logit_penalty_adds_half_lambda_mean_squared_logit():
     import torch
 
-    from common.xray_task import weighted_bce_step
+    from common.tasks.bone_classifier import weighted_bce_step
 
     class Fixed(torch.nn.Module):  # logits 2 and -1 whatever the input
         def forward(self, x):
@@ -80,7 +80,7 @@ def test_recipes_set_the_training_sets_abnormal_fraction_only():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from cam_recipes import recipe_args
 
-    from common.xray_train import bone_datasets
+    from common.tasks.bone_demo import bone_datasets
 
     args = recipe_args("ab0.75_e6", 0, True)
     args.n_train, args.n_val, args.size = 400, 400, 32

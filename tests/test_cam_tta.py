@@ -1,4 +1,4 @@
-"""Test-time augmentation of CAMs (common.cam.augment): pytorch-grad-cam's aug_smooth as the oracle, and the
+"""Test-time augmentation of CAMs (common.cam.tta): pytorch-grad-cam's aug_smooth as the oracle, and the
 flip equivariance the average must have."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.cam import explain
-from common.cam.augment import TTA, explain_tta
+from common.cam.tta import TTA, explain_tta
 from common.models import block_layers, build_densenet
 
 pg = pytest.importorskip("pytorch_grad_cam")

@@ -1,4 +1,4 @@
-"""common.datasets: tiny trees in the exact published layouts, written here, loaded back and checked by hand."""
+"""common.data.datasets: tiny trees in the exact published layouts, written here, loaded back and checked by hand."""
 
 from pathlib import Path
 
@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from common.datasets import ACDC, DATASETS, MURA, REFUGE, CSVImages, ImageFolder, ImageMaskPairs, build_dataset
-from common.datasets._common import group_split, resize_mask
-from common.datasets.refuge import decode_refuge_mask
+from common.data.datasets import ACDC, DATASETS, MURA, REFUGE, CSVImages, ImageFolder, ImageMaskPairs, build_dataset
+from common.data.datasets.files import group_split, resize_mask
+from common.data.datasets.refuge import decode_refuge_mask
 from common.errors import InputError
 from common.io import read_image
 

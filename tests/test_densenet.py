@@ -82,7 +82,7 @@ def test_load_weights_round_trip_and_prefixes(tmp_path, tiny_state):
     ref = build_densenet("tiny").eval()
     ref.load_state_dict(tiny_state)
     variants = {
-        "project.pt": {"model": tiny_state, "epoch": 3, "args": {"lr": 0.1}},  # common.checkpoint's layout
+        "project.pt": {"model": tiny_state, "epoch": 3, "args": {"lr": 0.1}},  # common.engine.checkpoint's layout
         "ddp.pt": {"state_dict": {f"module.{k}": v for k, v in tiny_state.items()}},
         "old.pt": _old_style(tiny_state),
     }

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import checkpoint
-from common.engine import FitConfig, TrainingDiverged, fit, supervised_step
+from common.engine import FitConfig, TrainingDiverged, checkpoint, fit, supervised_step
 from tests.helpers.engine_worker import Blobs
 
 WORKER = Path(__file__).parent / "helpers" / "engine_worker.py"

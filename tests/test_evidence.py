@@ -1,12 +1,12 @@
-"""common.evidence: CAM peak vs the input evidence behind it, on a network built to displace its evidence."""
+"""common.cam.evidence: CAM peak vs the input evidence behind it, on a network built to displace its evidence."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from common.evidence import cam_evidence_offsets, summarize_offsets
-from common.explanation_scores import score_dataset
+from common.cam.evidence import cam_evidence_offsets, summarize_offsets
+from common.cam.scoring import score_dataset
 
 
 class ShiftNet(nn.Module):
@@ -54,8 +54,8 @@ def test_displaced_peak_with_evidence_on_the_lesion(k):
 
 
 def test_peak_pointing_game_agrees_with_score_dataset():
+    from common.data.phantoms import BoneXrayPhantom
     from common.models import build_densenet
-    from common.phantoms import BoneXrayPhantom
 
     torch.manual_seed(0)
     model = build_densenet("tiny", num_outputs=1, cam_stride=8).eval()

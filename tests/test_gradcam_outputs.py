@@ -40,7 +40,7 @@ def model_view(checkpoint, image_path, size=32):
     """Oracle inputs for one image file: the head's weights (K, C), the logits (K,), the block-4 features (C, h, w)."""
     from common.io import read_image
     from common.models import to_model_input
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     gradcam = load("gradcam")
     model, _ = load_classifier(checkpoint, torch.device("cpu"))

@@ -236,7 +236,7 @@ def tiny_state():
 
 def test_wrong_arch_names_the_file_and_the_flag(tmp_path, tiny_state):
     from common.models import build_densenet, load_weights, read_checkpoint
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     path = tmp_path / "tiny.pt"
     torch.save({"model": tiny_state}, path)
@@ -257,7 +257,7 @@ def test_wrong_arch_names_the_file_and_the_flag(tmp_path, tiny_state):
 
 @pytest.mark.parametrize("zipped", [True, False])
 def test_pickled_whole_model_is_named_so(tmp_path, tiny_state, zipped):
-    from common.checkpoint import pickled_module
+    from common.engine.checkpoint import pickled_module
     from common.models import build_densenet, load_weights
 
     model = build_densenet("tiny")
@@ -277,7 +277,7 @@ def test_pickled_whole_model_is_named_so(tmp_path, tiny_state, zipped):
 
 
 def test_other_refused_objects_and_cut_files_keep_their_diagnosis(tmp_path, tiny_state):
-    from common.checkpoint import pickled_module
+    from common.engine.checkpoint import pickled_module
     from common.models import build_densenet, load_weights
 
     torch.save({"model": tiny_state, "args": argparse.Namespace(lr=0.1)}, tmp_path / "ns.pt")

@@ -141,7 +141,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
 
 
 def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, monkeypatch):
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     shortcut = load("shortcut")
     monkeypatch.setattr(shortcut, "demo_model",
@@ -187,15 +187,15 @@ def test_bad_lse_sharpness_is_one_line_error(tmp_path):
 
 
 def test_quick_checkpoint_records_the_demo_pooling(tiny_checkpoint):
-    from common.xray_train import DEMO, load_classifier
+    from common.tasks.bone_demo import DEMO, load_classifier
 
     model, info = load_classifier(tiny_checkpoint, torch.device("cpu"))
-    assert (info["pooling"], model.pooling, model.lse_r) == (DEMO["pooling"], DEMO["pooling"], DEMO["lse_r"])
+    assert (info["pooling"], model.pooling, model.lse_r) == (DEMO.pooling, DEMO.pooling, DEMO.lse_r)
 
 
 def test_materialized_phantom_keeps_half_precision_and_hands_out_float32():
-    from common.phantoms import BoneXrayPhantom
-    from common.xray_task import Materialized
+    from common.data.cache import Materialized
+    from common.data.phantoms import BoneXrayPhantom
 
     base = BoneXrayPhantom(n=3, size=48, seed=5)
     kept = Materialized(base)
@@ -208,8 +208,8 @@ def test_materialized_phantom_keeps_half_precision_and_hands_out_float32():
 
 
 def test_materialized_renders_the_same_items_in_worker_processes():
-    from common.phantoms import BoneXrayPhantom
-    from common.xray_task import Materialized
+    from common.data.cache import Materialized
+    from common.data.phantoms import BoneXrayPhantom
 
     base = BoneXrayPhantom(n=7, size=40, seed=11, confounder=0.5)
     serial, parallel = Materialized(base, workers=0), Materialized(base, workers=2)
@@ -225,7 +225,7 @@ def test_materialized_uses_worker_processes_only_where_they_pay_and_may_start(mo
     import os
     import types
 
-    from common.xray_task import Materialized
+    from common.data.cache import Materialized
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     big = Materialized.PARALLEL_FROM
@@ -260,58 +260,58 @@ def test_materialize_speed_benchmark_checks_identity_and_reports_the_ratio(tmp_p
                                                          ((0.7, 0.72), ["seed0", "restart"], True)])
 def test_demo_model_continues_a_run_that_learnt_only_the_metal(tmp_path, monkeypatch, capsys, aurocs, expected_runs,
                                                                warned):
-    from common import xray_train
+    from common.tasks import bone_demo
 
     seen = []
 
     def fake_train(args, device, out):
         seen.append((out.name, args))
-        model = xray_train.build_densenet(xray_train.DEMO["arch"], 1, cam_stride=xray_train.DEMO["cam_stride"])
+        model = bone_demo.build_densenet(bone_demo.DEMO.arch, 1, cam_stride=bone_demo.DEMO.cam_stride)
         return model, {"evaluation": {"image": {"auroc": aurocs[len(seen) - 1], "accuracy": 0.5}}}
 
-    monkeypatch.setattr(xray_train, "CACHE", tmp_path)
-    monkeypatch.setattr(xray_train, "train_classifier", fake_train)
-    model, info = xray_train.demo_model(torch.device("cpu"))
+    monkeypatch.setattr(bone_demo, "CACHE", tmp_path)
+    monkeypatch.setattr(bone_demo, "train_classifier", fake_train)
+    model, info = bone_demo.demo_model(torch.device("cpu"))
     assert [name for name, _ in seen] == expected_runs and info["path"].exists()
-    assert vars(seen[0][1]).items() >= xray_train.DEMO.items()  # the first run is the demo recipe as it is
+    assert bone_demo.is_demo_recipe(seen[0][1])  # the first run is the demo recipe as it is
     if len(seen) > 1:  # the warm restart: the first run's weights, the next seed's images, a 6-epoch cycle from r = 1
         restart = seen[1][1]
-        assert restart.weights == str(tmp_path / f"bone_demo_v{xray_train.DEMO_VERSION}_training" / "seed0" / "best.pt")
-        assert (restart.seed, restart.epochs, restart.lse_r_start, restart.lr) == (1, 6, 1.0, xray_train.DEMO["lr"])
+        assert restart.weights == str(tmp_path / f"bone_demo_v{bone_demo.DEMO_VERSION}_training" / "seed0" / "best.pt")
+        assert (restart.seed, restart.epochs, restart.lse_r_start, restart.lr) == (1, 6, 1.0, bone_demo.DEMO.lr)
     out = capsys.readouterr().out
     assert ("continuing it for 6 epochs" in out) == (len(seen) > 1)
     assert ("warning: the demo model found little beyond the metal" in out) == warned
     # the cached model says which run made it (the gate may have continued the first run)
     assert info["val_auroc"] == aurocs[len(seen) - 1]
     assert info["about"].startswith("seed 0, restarted on seed 1's images" if len(seen) > 1 else "seed 0, validation")
-    _, cached = xray_train.demo_model(torch.device("cpu"))  # cached now: no training
+    _, cached = bone_demo.demo_model(torch.device("cpu"))  # cached now: no training
     assert len(seen) == len(expected_runs) and cached["about"] == info["about"]
 
 
 @pytest.mark.parametrize("inside_repo", [True, False])
 def test_reports_name_the_demo_model_relative_to_the_repo(tmp_path, monkeypatch, inside_repo):
-    from common import xray_train
+    from common.tasks import bone_demo
 
     def fake_train(args, device, out):
-        model = xray_train.build_densenet(xray_train.DEMO["arch"], 1, cam_stride=xray_train.DEMO["cam_stride"])
+        model = bone_demo.build_densenet(bone_demo.DEMO.arch, 1, cam_stride=bone_demo.DEMO.cam_stride)
         return model, {"evaluation": {"image": {"auroc": 0.95, "accuracy": 0.9}}}
 
-    monkeypatch.setattr(xray_train, "CACHE", tmp_path / "cache" / "models")
-    monkeypatch.setattr(xray_train, "ROOT", tmp_path if inside_repo else tmp_path / "repo")
-    monkeypatch.setattr(xray_train, "train_classifier", fake_train)
-    _, info = xray_train.load_classifier(None, torch.device("cpu"))
-    name = f"bone_demo_v{xray_train.DEMO_VERSION}.pt"
+    monkeypatch.setattr(bone_demo, "CACHE", tmp_path / "cache" / "models")
+    monkeypatch.setattr(bone_demo, "ROOT", tmp_path if inside_repo else tmp_path / "repo")
+    monkeypatch.setattr(bone_demo, "train_classifier", fake_train)
+    _, info = bone_demo.load_classifier(None, torch.device("cpu"))
+    name = f"bone_demo_v{bone_demo.DEMO_VERSION}.pt"
     shown = f"cache/models/{name}" if inside_repo else str(tmp_path / "cache" / "models" / name)
     assert info["source"].startswith(f"demo model ({shown}; seed 0")
 
 
 def test_train_continues_a_run_as_its_report_suggests(tiny_checkpoint, tmp_path):
-    from common import checkpoint
-    from common.xray_train import restart_config
+    from common.engine import checkpoint
+    from common.tasks.bone_demo import restart_config
 
     train = load_script("00_Interpretability", "train")
     restart = restart_config(tiny_checkpoint.parent, 0)
-    args = train.get_args(["--quick", "--weights", restart["weights"], "--epochs", "1", "--lse-r-start", "1",
+    args = train.get_args(["--quick", "--weights", restart.weights, "--epochs", "1", "--lse-r-start", "1",
                            "--seed", "1", "--out", str(tmp_path), "--n-train", "16", "--n-val", "8", "--size", "64",
                            "--batch-size", "8", "--device", "cpu"])
     assert (args.arch, args.lse_r_start, args.weights) == ("mini", 1.0, str(tiny_checkpoint))  # --quick keeps them

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from common import checkpoint
 from common.cam import explain
+from common.engine import checkpoint
 from common.errors import InputError
 from common.models import block_layers, build_densenet
 
@@ -102,7 +102,7 @@ def test_gradient_methods_match_pytorch_grad_cam_under_lse(method, reference):
 
 
 def test_checkpoint_keeps_the_pooling(tmp_path):
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     model = make(lse_r=2.0, seed=9)
     path = tmp_path / "best.pt"
@@ -122,7 +122,7 @@ def test_bad_pooling_is_an_input_error(pooling, r):
 
 
 def test_sharpness_ramp_is_geometric_steps_the_lr_and_resumes():
-    from common.xray_train import SharpnessRamp
+    from common.engine.schedules import SharpnessRamp
 
     model = make(lse_r=3.0)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
@@ -146,21 +146,23 @@ def test_sharpness_ramp_is_geometric_steps_the_lr_and_resumes():
 
 
 def test_fit_hands_the_metric_to_the_ramp_and_the_model_ends_at_r1(tmp_path):
-    import argparse
+    from dataclasses import replace
 
-    from common.xray_train import DEMO, train_classifier
+    from common.tasks.bone_classifier import train_classifier
+    from common.tasks.bone_demo import DEMO
 
-    args = argparse.Namespace(**{**DEMO, "n_train": 16, "n_val": 8, "size": 48, "epochs": 3, "batch_size": 8,
-                                 "schedule": "plateau", "resume": False, "data_root": None})
+    args = replace(DEMO, n_train=16, n_val=8, size=48, epochs=3, batch_size=8, schedule="plateau")
     model, result = train_classifier(args, torch.device("cpu"), tmp_path)
-    assert model.pooling == "lse" and model.lse_r == DEMO["lse_r"]
+    assert model.pooling == "lse" and model.lse_r == DEMO.lse_r
     assert len(result["fit"]["history"]) == 3
 
 
 def test_onecycle_batch_steps_the_lr_after_every_batch_and_through_the_ramp(tmp_path):
-    import argparse
+    from dataclasses import replace
 
-    from common.xray_train import DEMO, BatchStepped, make_scheduler, train_classifier
+    from common.engine.schedules import BatchStepped, make_scheduler
+    from common.tasks.bone_classifier import train_classifier
+    from common.tasks.bone_demo import DEMO
 
     opt = torch.optim.SGD(make().parameters(), lr=1.0)
     with pytest.raises(InputError, match="steps per epoch"):
@@ -170,20 +172,19 @@ def test_onecycle_batch_steps_the_lr_after_every_batch_and_through_the_ramp(tmp_
     sched.step()  # the engine's per-epoch call leaves the lr alone
     assert sched.scheduler.last_epoch == 0
     # 20 images in batches of 8: 3 steps an epoch, 2 epochs -> 6 lr steps, ending near the cycle's floor
-    args = argparse.Namespace(**{**DEMO, "n_train": 20, "n_val": 8, "size": 48, "epochs": 2, "batch_size": 8,
-                                 "schedule": "onecycle-batch", "resume": False, "data_root": None})
+    args = replace(DEMO, n_train=20, n_val=8, size=48, epochs=2, batch_size=8, schedule="onecycle-batch")
     model, result = train_classifier(args, torch.device("cpu"), tmp_path)
     state = torch.load(tmp_path / "last.pt", weights_only=False)["scheduler"]
     assert state["epoch"] == 2 and state["lr"]["last_epoch"] == 6 and state["lr"]["total_steps"] == 7
     lrs = [h["lr"] for h in result["fit"]["history"]]  # the lr at the end of each epoch
-    assert lrs[0] > DEMO["lr"] / 2 and lrs[1] < DEMO["lr"] / 1000  # near the peak, then near the floor
+    assert lrs[0] > DEMO.lr / 2 and lrs[1] < DEMO.lr / 1000  # near the peak, then near the floor
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "onecycle-batch"])
 @pytest.mark.parametrize("steps_per_epoch", [1, 2, 3, 4])
 def test_onecycle_survives_runs_of_a_few_steps(schedule, steps_per_epoch):
     # OneCycleLR alone divides by zero when pct_start * total_steps == 1 (4 steps): a 1-epoch smoke run of 3 batches
-    from common.xray_train import make_scheduler
+    from common.engine.schedules import make_scheduler
 
     opt = torch.optim.SGD(make().parameters(), lr=1.0)
     sched = make_scheduler(schedule, opt, epochs=1, steps_per_epoch=steps_per_epoch)

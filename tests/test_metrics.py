@@ -6,7 +6,15 @@ import torch
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, jaccard_score, recall_score, roc_auc_score
 
 from common.metrics import (
-    accuracy, auroc, box_iou, cohen_kappa, dice, energy_pointing_game, iou, mask_to_box, pointing_game,
+    accuracy,
+    auroc,
+    box_iou,
+    cohen_kappa,
+    dice,
+    energy_pointing_game,
+    iou,
+    mask_to_box,
+    pointing_game,
     sensitivity_specificity,
 )
 

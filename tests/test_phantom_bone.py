@@ -1,4 +1,4 @@
-"""Tests for the MURA-like bone-radiograph phantom (common/phantoms/bone.py)."""
+"""Tests for the MURA-like bone-radiograph phantom (common/data/phantoms/bone.py)."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from common.phantoms.bone import BODY_PARTS, LESION_TYPES, META_KEYS, BoneXrayPhantom, render_bone
+from common.data.phantoms.bone import BODY_PARTS, LESION_TYPES, META_KEYS, BoneXrayPhantom, render_bone
 
 SIZE = 64
 

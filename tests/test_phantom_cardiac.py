@@ -1,4 +1,4 @@
-"""Tests of the ACDC-like cardiac cine-MRI phantom (common/phantoms/cardiac.py)."""
+"""Tests of the ACDC-like cardiac cine-MRI phantom (common/data/phantoms/cardiac.py)."""
 
 import cv2
 import numpy as np
@@ -6,10 +6,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from common.data.phantoms import cardiac_shapes as sh
+from common.data.phantoms.cardiac import (
+    LABELS,
+    CardiacPhantomSlices,
+    CardiacPhantomVolumes,
+    draw_n_slices,
+    render_cardiac_volume,
+)
 from common.errors import InputError
-from common.phantoms import _cardiac_shapes as sh
-from common.phantoms.cardiac import (LABELS, CardiacPhantomSlices, CardiacPhantomVolumes, draw_n_slices,
-                                     render_cardiac_volume)
 
 
 def _ventricular(values, meta):

@@ -1,4 +1,4 @@
-"""Tests of the two-camera fundus phantom (common/phantoms/fundus.py): labels, determinism, domain shift."""
+"""Tests of the two-camera fundus phantom (common/data/phantoms/fundus.py): labels, determinism, domain shift."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,7 @@ from scipy import ndimage, stats
 from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
 
-from common.errors import InputError
-from common.phantoms._fundus_shapes import CUP_INSIDE_MARGIN, Ellipse, sample_anatomy
-from common.phantoms.fundus import (
+from common.data.phantoms.fundus import (
     CAMERAS,
     DOMAINS,
     FOV_FRACTION,
@@ -21,6 +19,8 @@ from common.phantoms.fundus import (
     seg_to_refuge,
     vertical_cdr,
 )
+from common.data.phantoms.fundus_shapes import CUP_INSIDE_MARGIN, Ellipse, sample_anatomy
+from common.errors import InputError
 
 
 def _fov(size):

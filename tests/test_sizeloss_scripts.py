@@ -1,4 +1,4 @@
-"""Smoke and oracle tests of 01_WeaklySupervised/weak_labels.py, train_sizeloss.py and common.wss (Kervadec 2019)."""
+"""Smoke and oracle tests of 01_WeaklySupervised/weak_labels.py, train_sizeloss.py and common.tasks.lv_weak_seg (Kervadec 2019)."""
 
 import importlib.util
 import json
@@ -12,8 +12,15 @@ import torch
 from PIL import Image
 
 from common.losses import IGNORE_INDEX, partial_cross_entropy
-from common.wss import (VARIANTS, WeakVolumes, collate_volumes, dice_by_volume, make_step, volume_dice_metric,
-                        weak_label_stack)
+from common.tasks.lv_weak_seg import (
+    VARIANTS,
+    WeakVolumes,
+    collate_volumes,
+    dice_by_volume,
+    make_step,
+    volume_dice_metric,
+    weak_label_stack,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "01_WeaklySupervised"
@@ -26,7 +33,7 @@ def _load(name):
     return module
 
 
-# ------------------------------------------------------------------------------------------------ common.wss
+# ------------------------------------------------------------------------------------------------ common.tasks.lv_weak_seg
 
 
 def test_dice_by_volume_hand_computed():

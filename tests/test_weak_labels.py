@@ -6,7 +6,7 @@ import torch
 
 from common.errors import InputError
 from common.losses import partial_cross_entropy
-from common.weak_labels import (
+from common.weak.labels import (
     IGNORE,
     WEAK_LABELS,
     box,

@@ -1,9 +1,9 @@
-"""common.wsol: thresholds, components and boxes on hand-made maps."""
+"""common.weak.boxes: thresholds, components and boxes on hand-made maps."""
 
 import numpy as np
 
 from common.metrics import box_iou, mask_to_box
-from common.wsol import binarize, component_boxes, localize
+from common.weak.boxes import binarize, component_boxes, localize
 
 
 def test_fraction_of_max_and_otsu():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from common.cam.augment import TTA
 from common.cam.registry import METHODS
 from common.cam.scorecam import ScoreCAM
+from common.cam.tta import TTA
 from common.cli import int_at_least
 from common.errors import InputError
 

@@ -3,7 +3,7 @@
 Kervadec et al., "Constrained-CNN losses for weakly supervised segmentation", Medical Image Analysis 2019,
 https://arxiv.org/abs/1805.04628, Eq. (2) and the ``CrossEntropy`` loss of github.com/LIVIAETS/SizeLoss_WSS.
 
-Weak labels use the encoding of :mod:`common.weak_labels`: a class index (0 = background, 1 = foreground, ...)
+Weak labels use the encoding of :mod:`common.weak.labels`: a class index (0 = background, 1 = foreground, ...)
 for labelled pixels and ``IGNORE_INDEX`` (255) for unlabelled ones.
 
     loss = partial_cross_entropy(logits, weak)   # logits (B, C, H, W), weak (B, H, W) long

@@ -54,3 +54,11 @@ def auroc(y_true, scores) -> float:
     if len(np.unique(t)) < 2:
         return float("nan")
     return float(roc_auc_score(t, as_numpy(s).astype(np.float64)))
+
+
+def binary_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Kappa, AUROC, accuracy, sensitivity, specificity at threshold 0.5."""
+    pred = (probs > 0.5).astype(int)
+    sens, spec = sensitivity_specificity(labels, pred)
+    return {"kappa": cohen_kappa(labels, pred), "auroc": auroc(labels, probs), "accuracy": accuracy(labels, pred),
+            "sensitivity": sens, "specificity": spec, "n": int(len(labels))}

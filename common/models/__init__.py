@@ -1,5 +1,6 @@
-"""Models shared by the demos. DenseNet (Huang et al. 2017, https://arxiv.org/abs/1608.06993) for the
-interpretability demos; see :mod:`common.models.densenet`."""
+"""Models shared by the demos: DenseNet classifiers (Huang et al. 2017, https://arxiv.org/abs/1608.06993;
+:mod:`common.models.densenet`, checkpoints in :mod:`common.models.weights`) and ENet segmenters
+(:mod:`common.models.enet`)."""
 
 from common.models.densenet import (
     ARCHS,
@@ -14,6 +15,7 @@ from common.models.densenet import (
     imagenet_weights_path,
     load_weights,
     read_checkpoint,
+    state_from,
     to_model_input,
 )
 
@@ -30,5 +32,6 @@ __all__ = [
     "imagenet_weights_path",
     "load_weights",
     "read_checkpoint",
+    "state_from",
     "to_model_input",
 ]

@@ -31,7 +31,7 @@ import torch
 import torchvision
 from torch import nn
 
-from common import checkpoint
+from common.engine import checkpoint
 from common.errors import InputError
 
 # Registry: name -> torchvision DenseNet constructor arguments (argparse choices come from its keys).
@@ -41,7 +41,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "densenet201": dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
     # Small enough for CPU smoke tests: 47 channels after block 4, a few thousand parameters.
     "tiny": dict(growth_rate=12, block_config=(2, 2, 2, 2), num_init_features=16),
-    # The demo model (common/xray_train.py): one dense layer per block, so with cam_stride 4 the block-4
+    # The demo model (common/tasks/bone_demo.py): one dense layer per block, so with cam_stride 4 the block-4
     # features see 43 px (tiny: 75 px) and cannot carry a lesion's evidence far from it; see 00_Interpretability.
     "mini": dict(growth_rate=16, block_config=(1, 1, 1, 1), num_init_features=16),
 }
@@ -100,7 +100,7 @@ class DenseNetClassifier(nn.Module):
         goes to the positions that score highest (softmax(r s) instead of 1/hw): on normal images every high
         position is pushed down, so the surviving features sit on what they detect and the CAM peaks there
         rather than beside it; but a lesion the model does not score yet gets little gradient, which is why
-        the demo model ramps r up during training (common.xray_train.SharpnessRamp; both measured in
+        the demo model ramps r up during training (common.tasks.common.engine.schedules.SharpnessRamp; both measured in
         benchmarks/cam_recipes.py). With either pooling the mean over positions of d logit / d f is W / hw,
         so Grad-CAM at block 4 still equals CAM after the ReLU and rescaling.
         """
@@ -199,7 +199,7 @@ def build_densenet(arch: str = "densenet169", num_outputs: int = 1, weights: str
             )
     else:
         path = Path(weights)
-    state = _state_from(read_checkpoint(path))
+    state = state_from(read_checkpoint(path))
     own = model.state_dict()
     if any(k.startswith("classifier.") and k in own and own[k].shape != v.shape for k, v in state.items()):
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
@@ -212,14 +212,14 @@ def build_densenet(arch: str = "densenet169", num_outputs: int = 1, weights: str
 def load_weights(model: DenseNetClassifier, path_or_state: str | os.PathLike | Mapping[str, Any]) -> DenseNetClassifier:
     """Load a project checkpoint (state dict under "model") or a torchvision-style state dict, strictly.
 
-    Errors name the file: the path given, or the one a dict from :func:`read_checkpoint` / :func:`_state_from` was
+    Errors name the file: the path given, or the one a dict from :func:`read_checkpoint` / :func:`state_from` was
     read from; only a dict built in memory is called "state dict".
     """
     if isinstance(path_or_state, (str, os.PathLike)):
         source, obj = path_or_state, read_checkpoint(Path(path_or_state))
     else:
         source, obj = getattr(path_or_state, "source", None) or "state dict", path_or_state
-    _load_strict(model, _state_from(obj, source), source=source)
+    _load_strict(model, state_from(obj, source), source=source)
     return model
 
 
@@ -243,7 +243,7 @@ def read_checkpoint(path: Path) -> dict:
     return _FromFile(checkpoint.load(path), source=path)
 
 
-def _state_from(obj: Any, source: Any = None) -> dict[str, torch.Tensor]:
+def state_from(obj: Any, source: Any = None) -> dict[str, torch.Tensor]:
     """Pull the state dict out of a checkpoint dict; strip DDP / torch.compile prefixes; remap old keys."""
     source = source if source is not None else getattr(obj, "source", None)
     obj = checkpoint.model_state(dict(obj)) if isinstance(obj, Mapping) else obj  # "model" / "state_dict" / "module."

@@ -34,9 +34,9 @@ def main():
                                     "--out", str(args.out / "train"), "--device", "cuda"]))
     print(f"resume on cuda: ok, {len(r2['history'])} epochs in history", flush=True)
     from common.cam import explain
+    from common.data.phantoms import BoneXrayPhantom
     from common.models import to_model_input
-    from common.phantoms import BoneXrayPhantom
-    from common.xray_train import load_classifier
+    from common.tasks.bone_demo import load_classifier
 
     x = torch.stack([BoneXrayPhantom(n=4, size=128, seed=3, abnormal_fraction=1.0)[i]["image"] for i in range(4)])
     maps = {}

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from common.cam.augment import explain_tta
 from common.cam.base import class_probabilities, resolve_targets
+from common.cam.tta import explain_tta
 from common.metrics import energy_pointing_game, iou, pointing_game
 from common.metrics.faithfulness import deletion_insertion
 from common.models import to_model_input
@@ -46,7 +46,7 @@ def score_dataset(model, dataset, methods: Mapping, layers: Mapping, device, *, 
     """Per method and layer: mean scores over the dataset (and up to ``keep`` maps for figures).
 
     faithfulness: number of images (from the start) that also get deletion/insertion AUCs.
-    tta: test-time augmentation of the maps (a key of ``common.cam.augment.TTA``; "none": single view).
+    tta: test-time augmentation of the maps (a key of ``common.cam.tta.TTA``; "none": single view).
     target: the class every map explains (1 = abnormal for the project's 1-output heads); ``probs`` is its
     probability per image (``common.cam.class_probabilities``), which the deletion / insertion curves follow too.
     Returns {"rows": [...], "examples": {...}, "probs": (N,), "predicted": (N,) classes, "hits": {(method, layer,

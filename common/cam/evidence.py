@@ -32,9 +32,9 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
     """Per abnormal image: (peak distance, evidence distance) in pixels from the CAM peak of class ``target`` (1:
     abnormal, the logit of a 1-output head) at ``layer``
     (default: the features the linear head pools) to the region: the lesion mask, or (``region="marker"``)
-    the L/R marker's box (see ``common.explanation_scores.region_masks``). Returns arrays "peak", "evidence".
+    the L/R marker's box (see ``common.cam.scoring.region_masks``). Returns arrays "peak", "evidence".
     """
-    from common.explanation_scores import region_masks
+    from common.cam.scoring import region_masks
 
     head = linear_head(model)
     if head is None:

@@ -5,7 +5,7 @@ perturbation ``1 + Re(sum_k c_k e^{ik theta})``. Each shape yields an approximat
 distance ``r - R(theta)`` on a complex pixel grid; a one-pixel box ramp of that distance gives
 the fractional coverage of each pixel, which is how partial-volume edges are rendered
 without supersampling. The thorax, right-ventricle and atrial painters below work on the scene
-dict drawn by :mod:`common.phantoms.cardiac`, the only user of this module.
+dict drawn by :mod:`common.data.phantoms.cardiac`, the only user of this module.
 """
 
 from __future__ import annotations

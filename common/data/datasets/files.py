@@ -1,6 +1,6 @@
 """Shared pieces of the real-dataset loaders: square padding, resizing, tensors, patient-level splits.
 
-Private to :mod:`common.datasets`. Images are float32 in [0, 1]; masks are integer label maps that
+Private to :mod:`common.data.datasets`. Images are float32 in [0, 1]; masks are integer label maps that
 must keep their exact values, so they are only ever resized by nearest-neighbour sampling.
 """
 

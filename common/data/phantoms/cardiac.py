@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.data.phantoms import cardiac_shapes as sh
 from common.errors import InputError
-from common.phantoms import _cardiac_shapes as sh
 
 LABELS = {"background": 0, "rv": 1, "myo": 2, "lv": 3}
 MIN_SLICES, MAX_SLICES = 6, 10

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.datasets._common import as_root, check_choice, check_size, image_tensor, load_image
+from common.data.datasets.files import as_root, check_choice, check_size, image_tensor, load_image
 from common.errors import InputError
 
 BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST")

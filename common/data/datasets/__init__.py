@@ -1,7 +1,7 @@
 """Loaders for real public datasets in their published layouts, and for your own folders.
 
 Each is a torch ``Dataset`` whose items look like the matching built-in phantom's
-(:mod:`common.phantoms`), so a script switches from phantom to real data with ``--dataset`` and
+(:mod:`common.data.phantoms`), so a script switches from phantom to real data with ``--dataset`` and
 ``--data-root`` alone. Every constructor takes the data root first, then ``split`` and ``size``:
 
     mura    MURA v1.1 radiographs (Rajpurkar et al. 2017)          -> like BoneXrayPhantom
@@ -19,10 +19,10 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
-from common.datasets.acdc import ACDC
-from common.datasets.generic import CSVImages, ImageFolder, ImageMaskPairs
-from common.datasets.mura import MURA
-from common.datasets.refuge import REFUGE
+from common.data.datasets.acdc import ACDC
+from common.data.datasets.generic import CSVImages, ImageFolder, ImageMaskPairs
+from common.data.datasets.mura import MURA
+from common.data.datasets.refuge import REFUGE
 from common.errors import InputError
 
 DATASETS: dict[str, Callable[..., Dataset]] = {

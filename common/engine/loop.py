@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from common import checkpoint
+from common.engine import checkpoint
 from common.errors import InputError
 from common.io.atomic import save_csv, save_json
 from common.runtime import get_rank, get_world_size, is_distributed, is_main_process, log, seed_everything
@@ -237,7 +237,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            if hasattr(scheduler, "step_batch"):  # a per-batch lr schedule (xray_train.BatchStepped)
+            if hasattr(scheduler, "step_batch"):  # a per-batch lr schedule (common.engine.schedules.BatchStepped)
                 scheduler.step_batch()
             n = len(targets)
             loss_sum += torch.tensor([loss.detach().float().item() * n, n], dtype=torch.float64)
@@ -256,7 +256,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if scheduler is not None:
             plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if getattr(scheduler, "wants_metric", plateau):  # a wrapper (xray_train.SharpnessRamp) may want it too
+            if getattr(scheduler, "wants_metric", plateau):  # a wrapper (common.engine.schedules.SharpnessRamp) may want it too
                 scheduler.step(row.get(cfg.monitor, row["train_loss"]))
             else:
                 scheduler.step()

@@ -1,4 +1,4 @@
-"""Drawing primitives for the bone-radiograph phantom (private to :mod:`common.phantoms.bone`).
+"""Drawing primitives for the bone-radiograph phantom (private to :mod:`common.data.phantoms.bone`).
 
 A radiograph is a projection: the displayed brightness grows with the attenuation integrated along
 each ray, so a long bone (a hollow cylinder of cortex around a marrow cavity) shows chord lengths

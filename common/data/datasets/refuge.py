@@ -35,11 +35,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.datasets._common import (SPLITS, as_root, check_choice, check_size, image_tensor, load_image,
-                                     load_label_map, pad_to_square, rel, resize_mask)
+from common.data.datasets.files import (
+    SPLITS,
+    as_root,
+    check_choice,
+    check_size,
+    image_tensor,
+    load_image,
+    load_label_map,
+    pad_to_square,
+    rel,
+    resize_mask,
+)
+from common.data.phantoms.fundus import REFUGE_BACKGROUND, REFUGE_CUP, REFUGE_RIM, refuge_to_seg, vertical_cdr
 from common.errors import InputError
 from common.io.listing import RASTER_EXTENSIONS
-from common.phantoms.fundus import REFUGE_BACKGROUND, REFUGE_CUP, REFUGE_RIM, refuge_to_seg, vertical_cdr
 
 DOMAINS = {"train": "A", "val": "B", "test": "B"}
 CAMERAS = {"A": "Zeiss Visucam 500", "B": "Canon CR-2"}

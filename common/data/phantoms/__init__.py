@@ -8,9 +8,9 @@
 Every item depends only on (seed, index), so datasets are reproducible in any order.
 """
 
-from common.phantoms.bone import BODY_PARTS, LESION_TYPES, BoneXrayPhantom, render_bone
-from common.phantoms.cardiac import CardiacPhantomSlices, CardiacPhantomVolumes, render_cardiac_volume
-from common.phantoms.fundus import DOMAINS, FundusPhantom, render_fundus
+from common.data.phantoms.bone import BODY_PARTS, LESION_TYPES, BoneXrayPhantom, render_bone
+from common.data.phantoms.cardiac import CardiacPhantomSlices, CardiacPhantomVolumes, render_cardiac_volume
+from common.data.phantoms.fundus import DOMAINS, FundusPhantom, render_fundus
 
 PHANTOMS = {"bone": BoneXrayPhantom, "cardiac": CardiacPhantomSlices, "fundus": FundusPhantom}
 

@@ -28,9 +28,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.phantoms._bone_shapes import (CORNERS, Segment, grid, collimation, ellipse_q, local_coords,
-                                          render_segment, sample_lesion, sample_marks, shaft_range,
-                                          smooth_field, text_layer, tube)
+from common.data.phantoms.bone_shapes import (
+    CORNERS,
+    Segment,
+    collimation,
+    ellipse_q,
+    grid,
+    local_coords,
+    render_segment,
+    sample_lesion,
+    sample_marks,
+    shaft_range,
+    smooth_field,
+    text_layer,
+    tube,
+)
 
 LESION_TYPES = ("fracture", "lytic", "hardware")
 META_KEYS = ("body_part", "lesion_type", "lesion_pixels", "marker_side", "marker_corner",

@@ -29,10 +29,17 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from common.errors import InputError
-from common.losses import (IGNORE_INDEX, bounds_from_masks, mask_sizes, object_region, partial_cross_entropy,
-                           size_penalty, volume_size_penalty)
+from common.losses import (
+    IGNORE_INDEX,
+    bounds_from_masks,
+    mask_sizes,
+    object_region,
+    partial_cross_entropy,
+    size_penalty,
+    volume_size_penalty,
+)
 from common.metrics import dice
-from common.weak_labels import BACKGROUND, make_weak_label
+from common.weak.labels import BACKGROUND, make_weak_label
 
 REFERENCE_SIDE = 256  # ACDC slices in the reference code; seed sizes are scaled from it
 
@@ -59,7 +66,7 @@ VARIANTS: dict[str, Variant] = {
                        lam=1e-2, margin=0.0),
 }
 
-# CLI names of the weak labels -> common.weak_labels kinds.
+# CLI names of the weak labels -> common.weak.labels kinds.
 WEAK_KINDS = {"erosion": "erosion", "random": "point", "centroid": "centroid", "box": "box"}
 
 
@@ -68,7 +75,7 @@ def weak_options(kind: str, side: int) -> dict:
     scale = side / REFERENCE_SIDE
     if kind == "erosion":  # reference: up to 10 erosions of a 3x3 square at 256 px
         return {"max_iterations": max(1, round(10 * scale))}
-    if kind in ("random", "centroid"):  # common.weak_labels default radius 4 at 256 px
+    if kind in ("random", "centroid"):  # common.weak.labels default radius 4 at 256 px
         return {"radius": max(1.0, 4.0 * scale)}
     return {}
 
@@ -198,13 +205,13 @@ def load_cardiac(dataset: str, split: str, size: int, n_volumes: int, seed: int 
     loader's patient-level split (both phases of a patient on the same side); ``n_volumes`` caps the count.
     """
     if dataset == "phantom":
-        from common.phantoms.cardiac import CardiacPhantomVolumes
+        from common.data.phantoms.cardiac import CardiacPhantomVolumes
 
         ds = CardiacPhantomVolumes(n_volumes, size, seed=seed, offset=0 if split == "train" else n_train)
         vols = [ds.volume(i)[:2] for i in range(len(ds))]
         return [v for v, _ in vols], [lab for _, lab in vols], list(ds.ids)
     if dataset == "acdc":
-        from common.datasets.acdc import ACDC
+        from common.data.datasets.acdc import ACDC
 
         if data_root is None:
             raise InputError("--dataset acdc needs --data-root", hint="pass the ACDC folder that holds training/")

@@ -1,6 +1,6 @@
 """Anatomy of the procedural fundus phantom: optic disc and cup, macula, vessel tree, pigmentation.
 
-Private helper of :mod:`common.phantoms.fundus`. Everything here is camera-independent: it is
+Private helper of :mod:`common.data.phantoms.fundus`. Everything here is camera-independent: it is
 sampled once per eye and expressed in a normalized frame whose origin is the centre of the
 circular field of view (FOV), x to the right, y downwards, FOV radius = 1. The camera model in
 ``fundus.py`` turns one :class:`FundusAnatomy` into pixels at any resolution.

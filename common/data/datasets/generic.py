@@ -25,8 +25,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.datasets._common import (as_root, check_channels, check_size, image_tensor, load_image, load_label_map,
-                                     pad_to_square, rel, resize_mask)
+from common.data.datasets.files import (
+    as_root,
+    check_channels,
+    check_size,
+    image_tensor,
+    load_image,
+    load_label_map,
+    pad_to_square,
+    rel,
+    resize_mask,
+)
 from common.errors import InputError
 from common.io.listing import IMAGE_EXTENSIONS, image_kind
 

@@ -28,8 +28,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.datasets._common import (as_root, check_choice, check_size, group_split, pad_to_square, rel,
-                                     resize_image, resize_mask)
+from common.data.datasets.files import (
+    as_root,
+    check_choice,
+    check_size,
+    group_split,
+    pad_to_square,
+    rel,
+    resize_image,
+    resize_mask,
+)
 from common.errors import InputError
 
 PHASES = ("ED", "ES")

@@ -7,7 +7,7 @@ Analysis 59, 2020, https://arxiv.org/abs/1910.03667), whose training images come
 project run offline and measure domain-adversarial optic disc/cup segmentation across cameras
 (survey: Zhang et al. 2019, https://arxiv.org/abs/1908.00473).
 
-Anatomy (``_fundus_shapes.py``) is sampled identically for every domain; a domain is a camera
+Anatomy (``fundus_shapes.py``) is sampled identically for every domain; a domain is a camera
 model (:data:`CAMERAS`) that changes only appearance: white balance, exposure, tone curve,
 vignetting, blur or sharpening, sensor noise, JPEG compression and native resolution.
 
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.data.phantoms.fundus_shapes import FundusAnatomy, Vessels, sample_anatomy
 from common.errors import InputError
-from common.phantoms._fundus_shapes import FundusAnatomy, Vessels, sample_anatomy
 
 FOV_FRACTION = 0.94  # FOV diameter / image side, identical in every domain so masks do not shift
 REFUGE_CUP, REFUGE_RIM, REFUGE_BACKGROUND = 0, 128, 255

@@ -1,0 +1,1 @@
+"""One module per demo recipe: what belongs to one demo (its dataset assembly, its cached model, its defaults)."""
