@@ -5,8 +5,13 @@ its ``metrics.json`` and ``report.md`` are gathered into ``results/REPORT.md`` a
 ``results/<name>.json`` together with the exact command and its duration. A failing demo is reported
 and the run goes on; the exit code is non-zero if any demo failed.
 
-Usage: python reproduce.py --quick            (every demo, CPU-sized, about the budget in README)
+Run into the default ``--out`` (results/), it then rewrites every README's results blocks
+(``<!-- results:DEMO/TABLE -->``, see common/report.py) from the tables the demos saved, and
+``results/reproduce/tables.json`` with the run's durations.
+
+Usage: python reproduce.py --quick            (every demo, CPU-sized; its duration is in README.md)
        python reproduce.py --only NAME[,NAME]  (some demos; --list shows the names)
+       python reproduce.py --tables            (only rewrite the READMEs' results blocks from results/)
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shlex
 import subprocess
@@ -27,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from common.cli import OneLineErrorParser  # noqa: E402
 from common.io.atomic import atomic_path, save_json  # noqa: E402
+from common.report import markdown_table, update_blocks  # noqa: E402
+from common.report import write_report as write_demo_report  # noqa: E402
 
 
 @dataclass
@@ -44,7 +52,7 @@ DEMOS: dict[str, Demo] = {
     "interpretability-train": Demo("00_Interpretability/train.py", "DenseNet normal/abnormal classifier, MURA "
                                    "protocol, on the bone phantom"),
     "interpretability-gradcam": Demo("00_Interpretability/gradcam.py", "CAM and Grad-CAM on the four dense blocks "
-                                     "of the demo model (trained on first use)"),
+                                     "of the demo model (the one train.py --quick cached)"),
     "interpretability-evaluate": Demo("00_Interpretability/evaluate.py", "explanations scored against the true "
                                       "lesion masks: pointing game, IoU, deletion/insertion"),
     "interpretability-shortcut": Demo("00_Interpretability/shortcut.py", "a classifier that learns the L/R marker "
@@ -68,6 +76,8 @@ def get_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="keep demos that already finished ok (same mode) and rerun only the others")
     p.add_argument("--list", action="store_true", help="list the demos and exit")
+    p.add_argument("--tables", action="store_true",
+                   help="run nothing: rewrite the READMEs' results blocks from the results under --out")
     args = p.parse_args(argv)
     if args.only is not None:  # checked here, before anything under --out is written
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -91,6 +101,8 @@ def run_demo(name: str, demo: Demo, args) -> dict:
            "--device", args.device, *flags]
     shown = "python " + " ".join(shlex.quote(c) for c in cmd[1:])
     print(f"\n=== {name}: {shown}", flush=True)
+    cache_before = _demo_cache_state()
+    started = time.strftime("%Y-%m-%d %H:%M")
     t0 = time.perf_counter()
     with atomic_path(out / "log.txt") as tmp, open(tmp, "w") as log:
         # progress bars stay, but refresh every few seconds so log.txt stays readable
@@ -106,15 +118,27 @@ def run_demo(name: str, demo: Demo, args) -> dict:
     report = out / "report.md"
     summary = {"name": name, "about": demo.about, "command": shown, "quick": args.quick,
                "status": "ok" if code == 0 else f"failed ({code})",
-               "seconds": round(seconds, 1), "metrics": metrics,
+               "seconds": round(seconds, 1), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M"),
+               "machine": MACHINE, "demo_model_cache": cache_before, "metrics": metrics,
                "report": _relink(report.read_text(), name) if code == 0 and report.exists() else None}
     save_json(args.out / f"{name}.json", summary)
     print(f"=== {name}: {summary['status']} in {seconds:.0f} s", flush=True)
     return summary
 
 
+MACHINE = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def _demo_cache_state() -> str:
+    """Whether the interpretability demo model was cached when a demo started ("empty": it may train it)."""
+    from common.tasks.bone_demo import demo_path
+
+    return "cached" if demo_path().exists() else "empty"
+
+
 def write_report(summaries: list[dict], args) -> Path:
-    """REPORT.md over every registered demo: this run's summaries, and earlier ones for demos not run now."""
+    """REPORT.md over every registered demo: this run's summaries, and earlier ones for demos not run now; and
+    ``<out>/reproduce/tables.json`` (the per-demo durations and the total, for the READMEs' blocks)."""
     fresh = {s["name"]: s for s in summaries}
     for name in DEMOS:
         previous = args.out / f"{name}.json"
@@ -123,12 +147,22 @@ def write_report(summaries: list[dict], args) -> Path:
     summaries = [fresh[name] for name in DEMOS if name in fresh]
     modes = sorted({"quick" if s.get("quick") else "full" for s in summaries})
     total = sum(s["seconds"] for s in summaries)
+    days = sorted({s.get("finished", "unknown")[:10] for s in summaries})
+    rows = [{"demo": s["name"], "status": s["status"], "minutes": s["seconds"] / 60, "mode":
+             "quick" if s.get("quick") else "full", "finished": s.get("finished", "unknown"),
+             "demo model at start": s.get("demo_model_cache", "unknown")} for s in summaries]
+    demos = markdown_table(rows, list(rows[0]) if rows else None, digits=1, name="demos")
+    machines = sorted({s.get("machine", "unknown") for s in summaries})
+    totals = markdown_table([{"demos": len(summaries), "minutes": total / 60, "mode": " + ".join(modes),
+                              "run on": " to ".join([days[0], days[-1]] if len(days) > 1 else days),
+                              "machine": "; ".join(machines)}], digits=1, name="total")
+    # the durations as tables the READMEs cite (results/reproduce/tables.json)
+    write_demo_report(args.out / "reproduce", "reproduce.py: durations", [demos, totals])
     lines = ["# MIADeepSSL results", "",
-             f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({' + '.join(modes)} mode), "
-             f"last run {time.strftime('%Y-%m-%d')}; the demos below took {total / 60:.1f} min in all.", "",
-             "| demo | status | minutes | command |", "|---|---|---|---|"]
-    for s in summaries:
-        lines.append(f"| {s['name']} | {s['status']} | {s['seconds'] / 60:.1f} | `{s['command']}` |")
+             f"Made by `python reproduce.py{' --quick' if args.quick else ''}` ({' + '.join(modes)} mode). Each demo "
+             "below is its own subprocess; the table says when each finished and whether the interpretability demo "
+             "model was already cached when it started (the first demo to need it trains it). Demos not run in the "
+             "last invocation keep their earlier result.", "", totals, "", demos]
     for s in summaries:
         lines += ["", "---", "", f"_{s['name']}: {s['about']}_ — `{s['command']}` ({s['seconds']:.0f} s)", ""]
         missing = "(no report)" if s["status"] == "ok" else f"**{s['status']}**: see {s['name']}/log.txt"
@@ -137,6 +171,25 @@ def write_report(summaries: list[dict], args) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return path
+
+
+def readmes() -> list[Path]:
+    """Every README.md of the repository that may hold results blocks."""
+    skip = {".git", "runs", ".cache", "results", "node_modules"}
+    return sorted(p for p in ROOT.rglob("README.md") if not skip & set(p.relative_to(ROOT).parts[:-1]))
+
+
+def update_readmes(results: Path) -> list[Path]:
+    """Rewrite every README's results blocks from ``results``; returns the files that changed."""
+    changed = []
+    for path in readmes():
+        text = path.read_text()
+        new = update_blocks(text, results)
+        if new != text:
+            with atomic_path(path) as tmp:
+                tmp.write_text(new)
+            changed.append(path)
+    return changed
 
 
 def main(args) -> int:
@@ -150,6 +203,14 @@ def main(args) -> int:
         print(f"error: unknown demo(s) {', '.join(unknown)} -- choose from {', '.join(DEMOS)}", file=sys.stderr)
         return 2
     args.out = args.out.resolve()
+    if args.tables:
+        try:
+            changed = update_readmes(args.out)
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+        print("rewrote " + (", ".join(str(p.relative_to(ROOT)) for p in changed) or "nothing (every block is current)"))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     summaries = []
@@ -165,6 +226,12 @@ def main(args) -> int:
         summaries.append(run_demo(name, DEMOS[name], args))
     total = time.perf_counter() - t0
     report = write_report(summaries, args)
+    if args.out == (ROOT / "results").resolve():  # the committed results: the READMEs cite them
+        try:
+            for path in update_readmes(args.out):
+                print(f"rewrote the results blocks of {path.relative_to(ROOT)}")
+        except KeyError as exc:
+            print(f"warning: README block not rewritten: {exc.args[0]}", file=sys.stderr)
     failed = [s["name"] for s in summaries if s["status"] != "ok"]
     print(f"\nwrote {report} ({len(summaries) - len(failed)}/{len(summaries)} demos ok, {total / 60:.1f} min)")
     if failed:

@@ -10,13 +10,11 @@ a negative --seed ended in the bone phantom's ValueError.
 
 import argparse
 import re
-import subprocess
-import sys
 
 import pytest
 
 from common.cli import float_range
-from tests.helpers.scripts import ROOT, load_script, run_script
+from tests.helpers.scripts import load_script, run_main
 
 INTERP, WSS = "00_Interpretability", "01_WeaklySupervised"
 
@@ -167,7 +165,7 @@ def test_float_range_bounds_and_messages():
 def test_refused_before_out_is_made(tmp_path, folder, name, argv, expected):
     # before: each made --out (gallery.py even wrote a figure into it) and then ended in a traceback
     out = tmp_path / "out"
-    r = run_script(folder, name, *argv, "--out", out, "--device", "cpu", timeout=120)
+    r = run_main(folder, name, *argv, "--out", out, "--device", "cpu")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and f"error: argument {expected}" in lines[0], r.stderr
     assert not out.exists()
@@ -176,7 +174,7 @@ def test_refused_before_out_is_made(tmp_path, folder, name, argv, expected):
 def test_missing_weights_file_is_named_before_out_is_made(tmp_path):
     # before: found only after the training images were rendered, with --out already made
     out = tmp_path / "out"
-    r = run_script(INTERP, "train", "--quick", "--weights", tmp_path / "nope.pth", "--out", out, "--device", "cpu")
+    r = run_main(INTERP, "train", "--quick", "--weights", tmp_path / "nope.pth", "--out", out, "--device", "cpu")
     assert r.returncode == 2 and r.stderr.strip() == (f"error: {tmp_path / 'nope.pth'}: no such file (--weights) -- "
                                                       "pass a .pth state_dict, 'imagenet', or no --weights for "
                                                       "random init"), r.stderr
@@ -185,9 +183,7 @@ def test_missing_weights_file_is_named_before_out_is_made(tmp_path):
 
 def test_cam_speed_subset_beyond_the_channels_is_one_line(tmp_path):
     # tiny has fewer block-4 channels than 10000: np.linspace would have repeated channels silently
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cam_speed.py"), "--arch", "tiny",
-                        "--subset", "10000", "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                       timeout=120)
+    r = run_main("benchmarks", "cam_speed", "--arch", "tiny", "--subset", "10000", "--out", tmp_path / "out")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("error: --subset 10000 is more than the ") and "block-4 channels of tiny" in lines[0]

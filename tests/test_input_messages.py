@@ -5,8 +5,6 @@ Cut files are made in the test from pydicom's and nibabel's own test data; check
 
 import argparse
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from PIL import Image
 
 from common.errors import LIBRARY_MESSAGE_LIMIT, InputError, cli_main, describe, one_line
 from common.io import read_image
-from tests.helpers.scripts import ROOT
+from tests.helpers.scripts import run_main
 
 PYDICOM_ERROR = ("Unable to decompress 'JPEG-LS Lossless Image Compression' pixel data because all plugins are "
                  "missing dependencies:\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires pylibjpeg>=2.0")
@@ -299,8 +297,8 @@ def test_other_refused_objects_and_cut_files_keep_their_diagnosis(tmp_path, tiny
 def test_training_flags_below_their_minimum_are_one_line(tmp_path, script, argv, expected):
     # before: train.py turned --epochs 0 into 30, --batch-size 0 ended in a ZeroDivisionError traceback
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(ROOT / script), "--quick", *argv, "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    folder, name = script.removesuffix(".py").split("/")
+    r = run_main(folder, name, "--quick", *argv, "--out", out)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
     assert not out.exists()

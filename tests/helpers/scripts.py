@@ -19,3 +19,22 @@ def run_script(folder: str, name: str, *args, timeout: float = 120) -> subproces
     """Run ``python <folder>/<name>.py ARGS`` from the repo root; output captured as text."""
     return subprocess.run([sys.executable, str(ROOT / folder / f"{name}.py"), *map(str, args)], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout)
+
+
+def run_main(folder: str, name: str, *args) -> subprocess.CompletedProcess:
+    """``python <folder>/<name>.py ARGS`` in this process (no torch import per case): the script's get_args and
+    main through ``common.errors.cli_main``, as its ``__main__`` block runs them; exit status and output captured."""
+    import contextlib
+    import io
+
+    from common.errors import cli_main
+
+    module = load_script(folder, name)
+    argv = list(map(str, args))
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli_main(module.main, module.get_args(argv))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    return subprocess.CompletedProcess([folder, name, *argv], code, out.getvalue(), err.getvalue())
