@@ -132,7 +132,7 @@ def main(args):
         write_report(ctx.out, f"Normal/abnormal classification ({cfg.arch}, {cfg.dataset}, {cfg.size} px)", [
             f"Best validation loss at epoch {result['best_epoch']} of {cfg.epochs}; checkpoint "
             f"`{'restart/' if restarted else ''}best.pt`." + restarted + (f" {hint}" if plateau else ""),
-            markdown_table(rows, cols), "![training curves](loss.png)"])
+            markdown_table(rows, cols, name="classification"), "![training curves](loss.png)"])
         save_json(ctx.out / "metrics.json", summary)
         log(f"validation (image level): AUROC {ev['image']['auroc']:.3f}, kappa {ev['image']['kappa']:.3f}; "
             f"study level kappa {ev['study']['kappa']:.3f}; wrote {ctx.out}")

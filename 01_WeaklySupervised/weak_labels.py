@@ -108,7 +108,7 @@ def main(args):
                    suptitle=f"{kind}: image, full mask, weak label (white fg, black bg, grey unlabelled)")
     save_json(ctx.out / "metrics.json", {"kinds": stats, "n_slices": len(pairs)})
     write_report(ctx.out, f"Weak labels of class {args.label} ({len(pairs)} slices)",
-                 [markdown_table(stats), *[f"![{k}]({k}.png)" for k in args.kinds]])
+                 [markdown_table(stats, name="weak_labels"), *[f"![{k}]({k}.png)" for k in args.kinds]])
     log(markdown_table(stats) + f"wrote {ctx.out}")
     return {"kinds": stats, "n_slices": len(pairs)}
 

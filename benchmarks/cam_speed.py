@@ -11,9 +11,12 @@ reference implementation: pytorch-grad-cam (https://github.com/jacobgil/pytorch-
     seconds/image and Pearson correlation with our exact map;
 (c) batched throughput (images/s) of ours and theirs.
 Weights are random (seeded) -- nothing can be downloaded -- and inputs are smooth synthetic blobs.
-Prints a markdown table and writes metrics.json under --out. Usage::
+Prints markdown tables and writes metrics.json, report.md and tables.json under --out (the README's speed table is
+the generated block ``results:benchmarks/results/cam_speed/speed``). Usage::
 
     python benchmarks/cam_speed.py --quick
+    python benchmarks/cam_speed.py --out benchmarks/results/cam_speed                       (the committed run)
+    python benchmarks/cam_speed.py --from-json benchmarks/results/cam_speed/metrics.json    (tables again, no timing)
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.cam import ScoreCAM, explain  # noqa: E402
 from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
+from common.io.atomic import save_json  # noqa: E402
+from common.report import markdown_table, write_report  # noqa: E402
 from common.models import ARCHS, MIN_INPUT_SIZE, block_layers, build_densenet  # noqa: E402
 
 
@@ -53,7 +58,9 @@ def get_args(argv=None):
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
-    p.add_argument("--out", default="runs/cam_speed", help="folder for metrics.json")
+    p.add_argument("--out", default="runs/cam_speed", help="folder for metrics.json, report.md and tables.json")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="time nothing: write the report and tables of an earlier run's metrics.json (into its folder)")
     return p.parse_args(argv)
 
 
@@ -196,16 +203,19 @@ def main(args):
     r["theirs_batched_1layer_img_per_s"] = len(xb) / t_theirs
     r["ours_unbatched_img_per_s"] = 1.0 / r["ours_cam_gradcam_4blocks_s"]
 
-    report(r, args, C)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {"args": {**vars(args), "device": str(device)}, "results": r}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"wrote {out / 'metrics.json'}")
+    saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    metrics = {"args": {**saved, "device": str(device), "block4_channels": C}, "results": r}
+    save_json(out / "metrics.json", metrics)
+    report(r, metrics["args"], out)
+    print(f"wrote {out}")
     return r
 
 
-def report(r, args, C):
+def report(r: dict, args: dict, out: Path) -> None:
+    """Print the tables and write them to ``out`` (report.md, tables.json) from one run's results."""
+    C = args.get("block4_channels", 1664)
     a = r["ours_cam_gradcam_4blocks_s"]
     rows = [
         ("(a) ours CAM+Grad-CAM 4 blocks vs theirs Grad-CAM 1 layer", a, r["theirs_gradcam_1layer_s"], "<= 0.9x time"),
@@ -215,24 +225,34 @@ def report(r, args, C):
         (f"(b) Score-CAM exact, all {C} channels, at {r['exact_size']} px", r["ours_scorecam_exact_s"],
          r["theirs_scorecam_exact_s"], ">= 1.5x faster"),
     ]
-    print(f"\n{args.arch} {args.size}x{args.size}, device {args.device}, {args.threads} thread(s); seconds per image\n")
-    print("| comparison | ours s/img | theirs s/img | ours/theirs time | speed-up | goal |")
-    print("|---|---|---|---|---|---|")
-    for name, ours, theirs, goal in rows:
-        print(f"| {name} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f}x | {theirs / ours:.2f}x | {goal} |")
-    print(f"\nScore-CAM exact, ours vs theirs: max |difference| of the maps = {r['scorecam_exact_max_abs_diff']:.1e}\n")
-    print(f"| our Score-CAM top-k ({r['exact_size']} px) | s/img | speed-up vs our exact | Pearson r with exact |")
-    print("|---|---|---|---|")
-    for k in args.top_k:
-        for rank_by in ("activation", "gradient"):
-            key = f"topk{k}_{rank_by}"
-            print(f"| k={k}, by {rank_by} | {r[key + '_s']:.3f} | {r['ours_scorecam_exact_s'] / r[key + '_s']:.1f}x "
-                  f"| {r[key + '_corr_exact']:.3f} |")
-    print("\n| throughput (CAM+Grad-CAM) | images/s |\n|---|---|")
-    print(f"| ours, batch {args.batch_size}, 4 blocks | {r['ours_batched_img_per_s']:.2f} |")
-    print(f"| ours, one image at a time, 4 blocks | {r['ours_unbatched_img_per_s']:.2f} |")
-    print(f"| theirs Grad-CAM, batch {args.batch_size}, 1 layer | {r['theirs_batched_1layer_img_per_s']:.2f} |\n")
+    speed = markdown_table([{"comparison": name, "ours s/img": ours, "theirs s/img": theirs,
+                             "ours/theirs time": f"{ours / theirs:.2f}x", "speed-up": f"{theirs / ours:.2f}x",
+                             "goal": goal} for name, ours, theirs, goal in rows], name="speed")
+    topk = markdown_table([{"our Score-CAM top-k": f"k={k}, by {rank_by}", "s/img": r[f"topk{k}_{rank_by}_s"],
+                            "speed-up vs our exact": f"{r['ours_scorecam_exact_s'] / r[f'topk{k}_{rank_by}_s']:.1f}x",
+                            "Pearson r with exact": r[f"topk{k}_{rank_by}_corr_exact"]}
+                           for k in args["top_k"] for rank_by in ("activation", "gradient")], name="topk")
+    throughput = markdown_table([
+        {"CAM + Grad-CAM": f"ours, batch {args['batch_size']}, 4 blocks", "images/s": r["ours_batched_img_per_s"]},
+        {"CAM + Grad-CAM": "ours, one image at a time, 4 blocks", "images/s": r["ours_unbatched_img_per_s"]},
+        {"CAM + Grad-CAM": f"theirs Grad-CAM, batch {args['batch_size']}, 1 layer",
+         "images/s": r["theirs_batched_1layer_img_per_s"]}], digits=2, name="throughput")
+    setting = (f"{args['arch']} {args['size']}x{args['size']}, device {args['device']}, {args['threads']} thread(s); "
+               "seconds per image")
+    exact = f"Score-CAM exact, ours vs theirs: max |difference| of the maps = {r['scorecam_exact_max_abs_diff']:.1e}"
+    write_report(out, "common.cam vs pytorch-grad-cam", [setting, speed, exact, topk, throughput])
+    print("\n".join(["", setting, "", speed, exact, "", topk, throughput]))
+
+
+def main_or_tables(args):
+    if args.from_json is None:
+        return main(args)
+    if not args.from_json.is_file():
+        raise InputError("no such file (--from-json)", path=args.from_json, hint="pass a metrics.json of cam_speed.py")
+    metrics = json.loads(args.from_json.read_text())
+    report(metrics["results"], metrics["args"], args.from_json.parent)
+    return metrics["results"]
 
 
 if __name__ == "__main__":
-    cli_main(main, get_args())
+    cli_main(main_or_tables, get_args())

@@ -8,6 +8,8 @@ README then holds, between markers, the table as it is rendered from that file::
     ...                                   (written by `python reproduce.py`; never typed)
     <!-- /results -->
 
+A benchmark's tables are cited by their folder from the repository root: ``results:benchmarks/results/NAME/TABLE``.
+
 ``update_blocks(text, results)`` rewrites every such block from ``<results>/<demo>/tables.json`` (reproduce.py
 calls it on every README after its runs, ``reproduce.py --tables`` alone), and a test checks each block against
 its file.
@@ -24,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from common.io.atomic import atomic_path, save_json
 
 TABLES_FILE = "tables.json"
-BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.\-]+)/(?P<table>[\w.\-]+) -->\n)(?P<body>.*?)(<!-- /results -->)",
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.\-/]+)/(?P<table>[\w.\-]+) -->\n)(?P<body>.*?)(<!-- /results -->)",
                    re.DOTALL)
 
 
@@ -69,8 +71,9 @@ def _plain(value: Any) -> Any:
 
 
 def table_from_file(results: str | Path, demo: str, name: str) -> str:
-    """The markdown of table ``name`` that demo ``demo`` saved under ``results``; KeyError if it saved none."""
-    path = Path(results) / demo / TABLES_FILE
+    """The markdown of table ``name`` that demo ``demo`` saved under ``results``; KeyError if it saved none. A ``demo``
+    with a slash is a folder relative to the repository (``results``' parent): ``benchmarks/results/cam_speed``."""
+    path = (Path(results).parent if "/" in demo else Path(results)) / demo / TABLES_FILE
     if not path.is_file():
         raise KeyError(f"{path} does not exist (run `python reproduce.py --only {demo}`)")
     tables = json.loads(path.read_text())
