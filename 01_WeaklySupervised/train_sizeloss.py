@@ -9,12 +9,12 @@ Validation: 3D Dice of the LV per volume (the reference's grouped "val_batch_dic
 
 Usage: python 01_WeaklySupervised/train_sizeloss.py --variant presize --weak erosion --quick
        python 01_WeaklySupervised/train_sizeloss.py --table --quick
+       python 01_WeaklySupervised/train_sizeloss.py --from-json benchmarks/results/wss_full/table.json  (no training)
 """
 
-import concurrent.futures
 import dataclasses
+import functools
 import json
-import multiprocessing
 import os
 import shlex
 import sys
@@ -32,7 +32,8 @@ from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models.enet import ENet  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
-from common.runtime import log, seed_everything, setup_run, worker_log  # noqa: E402
+from common.runtime import log, seed_everything, setup_run  # noqa: E402
+from common.sweep import aggregate, grid, mean_std, sweep  # noqa: E402
 from common.tasks.lv_weak_seg import (  # noqa: E402
     VARIANTS,
     WEAK_KINDS,
@@ -43,7 +44,7 @@ from common.tasks.lv_weak_seg import (  # noqa: E402
     make_step,
     volume_dice_metric,
 )
-from common.viz import curves, image_grid  # noqa: E402
+from common.viz import MASK_COLOURS, curves, plt, save_figure, show_image  # noqa: E402
 
 DATASETS = ("phantom", "acdc")
 # Rows of the survey authors' ACDC demo of Kervadec et al. (3D Dice of the LV), and extra weak-label rows.
@@ -52,7 +53,8 @@ TABLE_ROWS = [("fs", "erosion", 0.8502), ("partial", "erosion", 0.1372), ("loose
               ("3d_size", "erosion", 0.7876), ("3d_size", "random", 0.7949), ("3d_size", "centroid", None),
               ("3d_size", "box", None)]
 # Quick: a few minutes on 2 CPU cores; the higher lr makes up for ~160 steps instead of the reference's ~10^5,
-# and one torch thread avoids OpenMP threads spinning against each other on a shared 2-core machine.
+# and one torch thread per run (the quick table trains one run per core) avoids OpenMP threads spinning against
+# each other on a shared machine.
 QUICK = {"size": 64, "n_train": 8, "n_val": 4, "epochs": 20, "lr": 5e-3, "threads": 1}
 FULL = {"size": 128, "n_train": 40, "n_val": 10, "epochs": 100, "lr": 5e-4, "threads": 0}
 
@@ -74,14 +76,19 @@ def get_args(argv=None):
     p.add_argument("--margin", type=float, default=None,
                    help="relative margin of the precise / upper / 3D size bounds (default: the variant's, 0.1; "
                         "0 for 3d_size)")
-    p.add_argument("--threads", type=int_at_least(0), default=None, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int_at_least(0), default=None,
+                   help="torch CPU threads per run (0: torch's default, or cores / jobs with --jobs > 1)")
     p.add_argument("--table", action="store_true", help="train every row of the table and write it")
     p.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds per table row (default 1 quick, 3 full)")
     p.add_argument("--rows", default=None,
                    help="with --table: only these rows, a comma list of variant/weak (e.g. fs/erosion,3d_size/box)")
-    p.add_argument("--jobs", type=int_at_least(1), default=1,
-                   help="table runs trained at once in separate processes (a GPU or many cores); logs go to "
-                        "<out>/<row>/seed<k>/train.log")
+    p.add_argument("--jobs", type=int_at_least(1), default=None,
+                   help="table runs trained at once in separate processes, each with --threads threads (0: cores / "
+                        "jobs); logs go to <out>/<row>/seed<k>/train.log (default: with --quick one a CPU core, "
+                        "else 1)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="train nothing: write the report and tables of an earlier --table run's table.json (into "
+                        "its folder)")
     args = p.parse_args(argv)
     preset = dict(QUICK if args.quick else FULL)
     if args.dataset == "acdc":  # every patient of the split unless capped
@@ -95,7 +102,7 @@ def get_args(argv=None):
             p.error(f"argument --{key.replace('_', '-')}: the phantom needs at least 1 volume, got {value} "
                     "(0 = all is for --dataset acdc)")
     table_only = [f"--{k}" for k, v in (("rows", args.rows), ("seeds", args.seeds)) if v is not None]
-    table_only += ["--jobs"] if args.jobs != 1 else []
+    table_only += ["--jobs"] if args.jobs is not None else []
     if table_only and not args.table:  # they would be ignored: one run trains --variant / --weak once
         p.error(f"argument {table_only[0]}: only with --table (one run trains --variant / --weak with --seed)")
     args.seeds = (1 if args.quick else 3) if args.seeds is None else args.seeds
@@ -104,6 +111,8 @@ def get_args(argv=None):
     unknown = [r for r in args.rows if r not in known]
     if unknown or not args.rows:
         p.error(f"--rows: unknown or no table row(s) {unknown}; choose from {', '.join(known)}")
+    if args.jobs is None:  # the quick table shares the cores (one thread a run); a run's result does not depend on it
+        args.jobs = min(os.cpu_count() or 1, len(args.rows) * args.seeds) if args.quick and args.table else 1
     args.batch_size = args.batch_size or 1
     shown = argv if argv is not None else sys.argv[1:]
     args.command = "python 01_WeaklySupervised/train_sizeloss.py " + " ".join(shlex.quote(a) for a in shown)
@@ -131,9 +140,22 @@ def prediction_figure(model, val, device, path: Path, title: str, n: int = 6) ->
     mask, image = batch["mask"].numpy(), batch["image"][:, 0].numpy()
     with_lv = np.flatnonzero(mask.reshape(len(mask), -1).any(1))
     pick = with_lv[np.linspace(0, len(with_lv) - 1, min(n, len(with_lv))).astype(int)]
-    image_grid([image[i] for i in pick], path, [f"slice {i}" for i in pick], ncols=len(pick),
-               masks=[[mask[i], pred[i]] for i in pick], suptitle=title)
+    fig, axes = plt.subplots(1, max(len(pick), 1), figsize=(2.6 * max(len(pick), 2), 3.2), squeeze=False)
+    for ax, i in zip(axes[0], pick, strict=False):  # no LV in any slice: one empty panel
+        show_image(ax, image[i], f"slice {i}", masks=[mask[i], pred[i]])  # contours in MASK_COLOURS[0], [1]
+    handles = [plt.Line2D([], [], color=MASK_COLOURS[k], linewidth=2, label=label)
+               for k, label in enumerate(("truth (LV)", "prediction"))]
+    axes[0][0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=2, frameon=False,
+                      borderaxespad=0.0)  # above the first panel, clear of the slices
+    fig.suptitle(title)
+    save_figure(fig, path)
     return pred
+
+
+def run_config(args) -> dict:
+    """The settings a run's result depends on besides its variant, weak label and seed (stored in metrics.json)."""
+    return {"dataset": args.dataset, "size": args.size, "n_train": args.n_train, "n_val": args.n_val,
+            "epochs": args.epochs, "lr": args.lr, "lam": args.lam, "margin": args.margin, "label": args.label}
 
 
 def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> dict:
@@ -142,8 +164,7 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
     Under ``--resume`` a run whose ``metrics.json`` says it finished with this configuration is not trained
     again, so a table can be put together from runs trained elsewhere even when their checkpoints were not kept.
     """
-    config = {"dataset": args.dataset, "size": args.size, "n_train": args.n_train, "n_val": args.n_val,
-              "epochs": args.epochs, "lr": args.lr, "lam": args.lam, "margin": args.margin, "label": args.label}
+    config = run_config(args)
     done = out / "metrics.json"
     if args.resume and done.exists():
         summary = json.loads(done.read_text())
@@ -184,36 +205,9 @@ def train_one(args, variant: str, weak: str, seed: int, out: Path, device) -> di
     return summary
 
 
-def _table_job(args, variant: str, weak: str, seed: int, out: str, device: str, threads: int) -> dict:
-    """One table run in a worker process: quiet console, full log in <out>/train.log."""
-    with worker_log(out, threads):
-        run = train_one(args, variant, weak, seed, Path(out), torch.device(device))
-    return {key: val for key, val in run.items() if key != "history"}
-
-
-def _train_runs(args, jobs: list[tuple[str, str, int, Path]], device) -> list[dict]:
-    """Train every (variant, weak, seed, out) job, one after another or ``args.jobs`` at a time."""
-    if args.jobs <= 1:
-        return [{k: v for k, v in train_one(args, *job, device).items() if k != "history"} for job in jobs]
-    # CPU: share the cores; CUDA: the GPU is shared, each process needs little CPU beyond its launches
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    log(f"training {len(jobs)} runs, {args.jobs} at a time ({device}, {threads} CPU thread(s) each)")
-    done: dict[int, dict] = {}
-    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_table_job, args, v, w, s, str(o), str(device), threads): i
-                   for i, (v, w, s, o) in enumerate(jobs)}
-        for future in concurrent.futures.as_completed(futures):
-            i = futures[future]
-            v, w, s, o = jobs[i]
-            try:
-                done[i] = future.result()
-            except Exception as exc:  # the run's own log says more; name it and stop the table
-                for f in futures:
-                    f.cancel()
-                raise RuntimeError(f"table run {v}/{w}/seed {s} failed ({exc!r}); see {o / 'train.log'}") from exc
-            log(f"[{len(done)}/{len(jobs)}] {v} / {w} / seed {s}: best 3D Dice {done[i]['best_dice3d']:.3f}")
-    return [done[i] for i in range(len(jobs))]
+def table_run(args, device: str, run, out: Path) -> dict:
+    """One run of the table (common.sweep's run function): the row's variant and weak label at the run's seed."""
+    return train_one(args, run.params["variant"], run.params["weak"], run.seed, out, torch.device(device))
 
 
 def table_goals(rows: list[dict], key: str) -> dict:
@@ -227,53 +221,75 @@ def table_goals(rows: list[dict], key: str) -> dict:
 
 
 def run_table(args, device) -> dict:
-    """Every row of TABLE_ROWS over ``args.seeds`` seeds: markdown + JSON table and a prediction figure."""
+    """Every row of TABLE_ROWS over ``args.seeds`` seeds through common.sweep (seed-major, ``args.jobs`` at a
+    time): markdown + JSON table and a prediction figure."""
     t0 = time.perf_counter()
-    # seed-major order: a table cut short (or run in parallel) has every row's first seed before any second
     table_rows = [row for row in TABLE_ROWS if f"{row[0]}/{row[1]}" in args.rows]
-    jobs = [(variant, weak, args.seed + k, args.out / f"{variant}_{weak}" / f"seed{k}")
-            for k in range(args.seeds) for variant, weak, _ in table_rows]
-    runs = _train_runs(args, jobs, device)
-    by_row = {}
-    for run in runs:
-        by_row.setdefault((run["variant"], run["weak"]), []).append(run)
-    rows, figures = [], []
-    for variant, weak, paper in table_rows:
-        scores = sorted(by_row[(variant, weak)], key=lambda s: s["seed"])
-        best = np.array([s["best_dice3d"] for s in scores])
-        last = np.array([s["last_dice3d"] for s in scores])
-        ddof = 1 if len(scores) > 1 else 0  # the sample std over seeds (0 for a single seed)
+    shared = {**run_config(args), "batch_size": args.batch_size}  # what a finished run is reused for (--resume)
+    runs = grid({f"{v}_{w}": {"variant": v, "weak": w} for v, w, _ in table_rows},
+                seeds=range(args.seed, args.seed + args.seeds), params=shared)
+    results = sweep(runs, functools.partial(table_run, args, str(device)), args.out, jobs=args.jobs,
+                    threads=args.threads, resume=args.resume,
+                    describe_metrics=lambda m: f"best 3D Dice {m['best_dice3d']:.3f}")
+    best, last = aggregate(results, "best_dice3d"), aggregate(results, "last_dice3d")
+    rows = []
+    for (variant, weak, paper), b, la in zip(table_rows, best, last, strict=True):
+        nan = float("nan")
         rows.append({"method": variant, "weak label": "full mask" if variant == "fs" else weak,
                      "paper/survey ACDC": "" if paper is None else f"{paper:.4f}",
-                     "phantom 3D Dice": f"{best.mean():.3f} ± {best.std(ddof=ddof):.3f}",
-                     "last epoch": f"{last.mean():.3f} ± {last.std(ddof=ddof):.3f}",
-                     "mean": float(best.mean()), "std": float(best.std(ddof=ddof)), "last_mean": float(last.mean()),
-                     "seeds": len(scores)})
-        figures.append(args.out / f"{variant}_{weak}" / "seed0" / "predictions.png")
-    seconds = time.perf_counter() - t0
+                     "phantom 3D Dice": mean_std(b), "last epoch": mean_std(la), "seeds": b["n_seeds"],
+                     "config": f"{variant}/{weak}", "n": args.n_train or None, "n_seeds": b["n_seeds"],
+                     "mean": nan if b["mean"] is None else b["mean"], "std": b["std"], "values": b["values"],
+                     "last_mean": nan if la["mean"] is None else la["mean"], "last_std": la["std"],
+                     "figure": f"{variant}_{weak}/seed{args.seed}/predictions.png"})
+    failed = [{"run": str(r.out_dir), "error": r.error} for r in results if not r.ok]
     goals, goals_last = table_goals(rows, "mean"), table_goals(rows, "last_mean")
     fs = goals["fs_dice"]
     ratios = {r["method"] + "/" + r["weak label"]: r["mean"] / fs if fs > 0 else float("nan") for r in rows}
-    table = {"rows": rows, "runs": runs, "ratios_to_fs": ratios, "goals": goals, "goals_last_epoch": goals_last,
-             "seconds": round(seconds, 1), "command": args.command, "quick": args.quick}
-    save_json(args.out / "table.json", table)
-    cols = ["method", "weak label", "paper/survey ACDC", "phantom 3D Dice", "last epoch", "seeds"]
-    md = markdown_table(rows, cols)
-    (args.out / "table.md").write_text(md)
-    links = [f"![{f.parent.parent.name}]({f.relative_to(args.out)})" for f in figures if f.exists()]
-    write_report(args.out, f"Size-constrained weak supervision, {args.dataset} ({args.size} px)", [
-        f"Command: `{args.command}` ({seconds / 60:.1f} min). 3D Dice of the LV per validation volume at the best "
-        f"validation epoch (mean ± std over {args.seeds} seed(s)), as the reference code reports it; "
-        "'last epoch' is the final model. The paper/survey column is ACDC at 256 px, 200 epochs.",
-        md, f"Best epoch: full supervision {fs:.3f}; partial/fs {goals['partial_over_fs']:.2f}; "
-        f"best size-constrained/fs {goals['best_size_over_fs']:.2f}. Last epoch: full supervision "
-        f"{goals_last['fs_dice']:.3f}; partial/fs {goals_last['partial_over_fs']:.2f}; best size-constrained/fs "
-        f"{goals_last['best_size_over_fs']:.2f}.", *links])
-    log(md + f"table took {seconds:.0f} s; wrote {args.out}")
+    runs_kept = [{k: v for k, v in r.metrics.items() if k != "history"} for r in results if r.ok]
+    table = {"rows": rows, "runs": runs_kept, "failed": failed, "ratios_to_fs": ratios, "goals": goals,
+             "goals_last_epoch": goals_last, "seconds": round(time.perf_counter() - t0, 1), "command": args.command,
+             "quick": args.quick, "jobs": args.jobs, "dataset": args.dataset, "size": args.size,
+             "seeds": args.seeds}
+    md = write_table(table, args.out)
+    log(md + f"table took {table['seconds']:.0f} s; wrote {args.out}")
+    if failed:  # the table holds the runs that finished; say which did not, and fail the command
+        raise RuntimeError(f"{len(failed)} table run(s) failed: " + "; ".join(f"{f['run']} ({f['error']})"
+                                                                            for f in failed))
     return table
 
 
+def write_table(table: dict, out: Path) -> str:
+    """``table.json``, ``table.md`` and ``report.md`` (its table named "table" for the README) of a table in ``out``;
+    returns the markdown. Tables written before these keys existed take dataset and size from their runs."""
+    config = table["runs"][0].get("config", {}) if table["runs"] else {}
+    dataset, size = table.get("dataset", config.get("dataset")), table.get("size", config.get("size"))
+    seeds = table.get("seeds", max(r["seeds"] for r in table["rows"]))
+    save_json(out / "table.json", table)
+    cols = ["method", "weak label", "paper/survey ACDC", "phantom 3D Dice", "last epoch", "seeds"]
+    md = markdown_table(table["rows"], cols, name="table")
+    (out / "table.md").write_text(md)
+    # rows of tables written before they named their figure: seed 0's
+    figures = [r.get("figure", f"{r['method']}_{'erosion' if r['method'] == 'fs' else r['weak label']}/seed0/"
+                               "predictions.png") for r in table["rows"]]
+    links = [f"![{Path(f).parts[0]}]({f})" for f in figures if (out / f).exists()]
+    goals, goals_last = table["goals"], table["goals_last_epoch"]
+    spread = "mean ± sample std" if seeds > 1 else "one seed, so no spread"
+    at_once = f", {table['jobs']} run(s) at a time" if "jobs" in table else ""
+    write_report(out, f"Size-constrained weak supervision, {dataset} ({size} px)", [
+        f"Command: `{table['command']}` ({table['seconds'] / 60:.1f} min{at_once}). 3D Dice of the LV per "
+        f"validation volume at the best validation epoch ({spread} over {seeds} seed(s)), as the reference "
+        "code reports it; 'last epoch' is the final model. The paper/survey column is ACDC at 256 px, 200 epochs.",
+        md, f"Best epoch: full supervision {goals['fs_dice']:.3f}; partial/fs {goals['partial_over_fs']:.2f}; "
+        f"best size-constrained/fs {goals['best_size_over_fs']:.2f}. Last epoch: full supervision "
+        f"{goals_last['fs_dice']:.3f}; partial/fs {goals_last['partial_over_fs']:.2f}; best size-constrained/fs "
+        f"{goals_last['best_size_over_fs']:.2f}.", *links])
+    return md
+
+
 def main(args):
+    if args.from_json is not None:
+        return tables_again(args.from_json)
     if args.size % 8 or args.size < 32:
         raise InputError(f"--size {args.size} is not usable",
                          hint="use a multiple of 8, at least 32 (ENet downsamples by 8)")
@@ -297,11 +313,31 @@ def main(args):
         torch.set_num_threads(threads)
 
 
+def _table_summary(table: dict) -> dict:
+    keys = ("method", "weak label", "mean", "std", "n_seeds")
+    return {"goals": table["goals"], "seconds": table["seconds"], "command": table["command"],
+            "rows": [{k: r.get(k, r.get("seeds")) for k in keys} for r in table["rows"]]}
+
+
+def tables_again(path: Path) -> dict:
+    """--from-json: the report and tables of an earlier table run, from its table.json; nothing trains."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read it as JSON ({type(exc).__name__})", path=path,
+                         hint="pass the table.json a --table run wrote") from None
+    keys = {"rows", "runs", "goals", "goals_last_epoch", "seconds", "command"}
+    if not isinstance(table, dict) or not keys <= set(table):
+        raise InputError("not a table.json of train_sizeloss.py --table", path=path,
+                         hint="pass the table.json a --table run wrote")
+    md = write_table(table, path.parent)
+    log(md + f"wrote the report and tables of {path.parent}")
+    return _table_summary(table)
+
+
 def _run(args, ctx) -> dict:
     if args.table:
-        result = run_table(args, ctx.device)
-        summary = {"goals": result["goals"], "seconds": result["seconds"], "command": result["command"],
-                   "rows": [{k: r[k] for k in ("method", "weak label", "mean", "std")} for r in result["rows"]]}
+        summary = _table_summary(run_table(args, ctx.device))
         save_json(ctx.out / "metrics.json", summary)
         return summary
     summary = train_one(args, args.variant, args.weak, args.seed, ctx.out, ctx.device)

@@ -4,18 +4,20 @@ For runs that were cut short (a device's time ran out) or trained elsewhere, whe
 finished: one row per run folder, ratios to a reference run, as a markdown table.
 
 Usage: python benchmarks/summarize_runs.py benchmarks/results/wss_full_seed0_h200 --metric val_dice3d --ref fs_erosion
+       (--out DIR also writes the table to DIR/report.md and DIR/tables.json, table "runs", for a README block)
 """
 
 import argparse
 import csv
 import math
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import OneLineErrorParser  # noqa: E402
-from common.report import markdown_table  # noqa: E402
+from common.report import markdown_table, write_report  # noqa: E402
 
 
 def summarize(root: Path, metric: str, ref: str | None) -> list[dict]:
@@ -54,13 +56,20 @@ def main(argv=None):
     p.add_argument("root", type=Path, help="folder of run folders, each with a metrics.csv")
     p.add_argument("--metric", default="val_dice3d", help="column to summarize (higher is better)")
     p.add_argument("--ref", default=None, help="run folder the ratios are taken to")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the table to <out>/report.md and <out>/tables.json (table \"runs\")")
     args = p.parse_args(argv)
     rows = summarize(args.root, args.metric, args.ref)
     for r in rows:
         for k, v in r.items():
             if isinstance(v, float):
                 r[k] = f"{v:.3f}"
-    print(markdown_table(rows, list(rows[0])))
+    table = markdown_table(rows, list(rows[0]), name="runs")
+    print(table)
+    if args.out is not None:
+        shown = argv if argv is not None else sys.argv[1:]
+        command = "python benchmarks/summarize_runs.py " + " ".join(shlex.quote(str(a)) for a in shown)
+        write_report(args.out, f"{args.metric} of the runs under {args.root}", [f"Made by `{command}`.", table])
 
 
 if __name__ == "__main__":

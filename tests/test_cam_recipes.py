@@ -1,107 +1,93 @@
-"""benchmarks/cam_recipes.py: its smoke mode end to end, and re-scoring a finished run's kept weights."""
+"""benchmarks/cam_recipes.py: its smoke mode end to end through common.sweep, resume, the restart recipe, costs."""
 
 import json
-import math
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from common.errors import cli_main
 from tests.helpers.scripts import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cam_recipes  # noqa: E402
+
+QUICK = ["--quick", "--threads", "1", "--device", "cpu"]
 
 
 def _sweep(out, *extra):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cam_recipes.py"), "--quick", "--recipes", "demo",
-                        "--threads", "1", "--device", "cpu", "--out", str(out), *extra],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
+    return cam_recipes.main(cam_recipes.get_args([*QUICK, "--out", str(out), *extra]))
 
 
-def test_quick_sweep_then_rescore_gives_the_same_scores(tmp_path):
-    assert "[1/1] demo seed 0" in _sweep(tmp_path)
-    run = tmp_path / "demo" / "seed0"
-    first = json.loads((run / "scores.json").read_text())
-    assert (run / "best.pt").exists() and not (run / "last.pt").exists()
-    assert set(first["scores"]) == {"cam_b4", "cam_b4_flips", "layercam_b4", "layercam_b3", "layercam_b2", "detected"}
-    assert (tmp_path / "report.md").exists()
-    # a finished run is reused as it is ...
-    marked = {**first["scores"], "cam_b4": {k: -1.0 for k in first["scores"]["cam_b4"]}}
-    (run / "scores.json").write_text(json.dumps({**first, "scores": marked}))
-    assert "pointing game -1.000" in _sweep(tmp_path)
-    # ... and --rescore loads the kept weights with the recipe's arch and CAM stride: the scores come back exactly
-    _sweep(tmp_path, "--rescore")
-    second = json.loads((run / "scores.json").read_text())
-    assert second["scores"] == first["scores"] and second["auroc"] == first["auroc"] and "rescored" in second
+def test_quick_sweep_writes_scores_and_reuses_finished_runs(tmp_path, capsys, monkeypatch):
+    rows = _sweep(tmp_path, "--recipes", "crop128")["rows"]
+    assert "[1/1] crop128 / seed 0: AUROC" in capsys.readouterr().out
+    run = tmp_path / "crop128" / "seed0"
+    first = json.loads((run / "metrics.json").read_text())
+    assert (run / "best.pt").exists() and not (run / "last.pt").exists() and (run / "run.json").exists()
+    assert set(first["scores"]) == {*cam_recipes.METHODS, "detected"}
+    assert first["scores"]["cam_b4"]["all"] == pytest.approx(sum(first["scores"]["cam_b4"][t]
+                                                                 for t in cam_recipes.LESIONS) / 3)
+    assert rows[0]["seeds"] == 1 and rows[0]["PG cam_b4"] == f"{first['scores']['cam_b4']['all']:.3f}"
+    assert "recipes" in json.loads((tmp_path / "tables.json").read_text()) and (tmp_path / "report.md").exists()
+    # a finished run is reused, not trained again ...
+    import common.tasks.bone_classifier as bc
+
+    monkeypatch.setattr(bc, "train_classifier", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert _sweep(tmp_path, "--recipes", "crop128")["rows"][0]["PG cam_b4"] == rows[0]["PG cam_b4"]
+    # ... and one scored with other settings is refused in one line, naming its folder
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        cli_main(cam_recipes.main, cam_recipes.get_args([*QUICK, "--out", str(tmp_path), "--recipes", "crop128",
+                                                         "--n-eval", "5"]))
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0
+    assert err.startswith(f"error: {run}: finished earlier with other settings (n_eval = 4 there, 5 now)")
 
 
 def test_learnt_at_is_the_first_epoch_past_the_level(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from cam_recipes import learnt_at
-
-    assert learnt_at(tmp_path) == "?"  # no per-epoch curve kept
+    assert cam_recipes.learnt_at(tmp_path) == "?"  # no per-epoch curve kept
     rows = ["epoch,val_auroc", "1,0.62", "2,0.81", "3,0.79", "4,0.95"]
     (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
-    assert learnt_at(tmp_path) == "2"
-    assert learnt_at(tmp_path, level=0.9) == "4"
-    assert learnt_at(tmp_path, level=0.96) == "-"
+    assert cam_recipes.learnt_at(tmp_path) == "2"
+    assert cam_recipes.learnt_at(tmp_path, level=0.9) == "4"
+    assert cam_recipes.learnt_at(tmp_path, level=0.96) == "-"
 
 
-def test_training_cost_counts_the_steps_of_each_recipe():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from cam_recipes import recipe_args, training_steps
+def test_recipes_are_the_demo_its_predecessor_and_its_restart():
+    from common.tasks.bone_demo import DEMO, DEMO_RESTART
 
-    # the demo: 4,800 images / batch 16 x 10 epochs; b8: 2,400 / 8 x 10, the same steps; 12 epochs: 20 % more
-    assert [training_steps(recipe_args(r, 0, False)) for r in ("demo", "b8", "epochs12")] == [3000, 3000, 3600]
-    assert training_steps(recipe_args("demo", 0, True)) == 4  # the smoke run: 64 images / 16 x 1 epoch
+    cfg = {r: cam_recipes.recipe_config(r, 2, False) for r in cam_recipes.RECIPES}
+    assert cfg["crop128"].train_crop == DEMO.train_crop == 0.8 and cfg["demo"].train_crop is None
+    assert {k: v for k, v in vars(cfg["demo"]).items() if k != "train_crop"} == {
+        k: v for k, v in vars(cfg["crop128"]).items() if k != "train_crop"}
+    assert (cfg["restart_crop128"].seed, cfg["restart_crop128"].restart_of_seed) == (3, 2)
+    assert cfg["restart_crop128"].weights == str(Path("crop128") / "seed2" / "best.pt")  # relative to --out
+    assert cfg["restart_crop128"].epochs == DEMO_RESTART["epochs"] and cfg["restart_crop128"].train_crop == 0.8
+    # steps: 4,800 images / batch 16 x 10 epochs, the restart 6 epochs; the smoke run 64 / 16 x 1
+    assert [cam_recipes.training_steps(cfg[r]) for r in cam_recipes.RECIPES] == [3000, 3000, 1800]
+    assert cam_recipes.training_steps(cam_recipes.recipe_config("demo", 0, True)) == 4
 
 
-def test_logit_penalty_adds_half_lambda_mean_squared_logit():
+def test_restart_continues_the_same_seeds_run_after_it(tmp_path, capsys):
     import torch
 
-    from common.tasks.bone_classifier import weighted_bce_step
-
-    class Fixed(torch.nn.Module):  # logits 2 and -1 whatever the input
-        def forward(self, x):
-            return torch.tensor([[2.0], [-1.0]])
-
-    batch = {"image": torch.zeros(2, 3, 4, 4), "label": torch.tensor([1, 0]),
-             "meta": {"body_part": ["hand", "hand"]}}
-    weights = {"hand": (0.25, 0.75)}  # (w0, w1)
-    plain = weighted_bce_step(weights, lambda x: x)(Fixed(), batch, "cpu")[0]
-    penalised = weighted_bce_step(weights, lambda x: x, logit_penalty=0.1)(Fixed(), batch, "cpu")[0]
-    # by hand: BCE(2, 1) = log(1 + e^-2), BCE(-1, 0) = log(1 + e^-1); weighted mean; penalty 0.1 / 2 * (4 + 1) / 2
-    bce = (0.75 * math.log1p(math.exp(-2.0)) + 0.25 * math.log1p(math.exp(-1.0))) / 2
-    assert plain.item() == pytest.approx(bce, rel=1e-6)
-    assert penalised.item() == pytest.approx(bce + 0.125, rel=1e-6)
-
-
-def test_recipes_set_the_training_sets_abnormal_fraction_only():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from cam_recipes import recipe_args
-
-    from common.tasks.bone_demo import bone_datasets
-
-    args = recipe_args("ab0.75_e6", 0, True)
-    args.n_train, args.n_val, args.size = 400, 400, 32
-    train, val = bone_datasets(args)
-    frac = [sum(d.base.item_spec(i)["lesion_type"] != "none" for i in range(len(d))) / len(d) for d in (train, val)]
-    assert abs(frac[0] - 0.75) < 0.06 and abs(frac[1] - 0.5) < 0.06  # validation keeps the phantom's 50 %
-
-
-def test_restart_continues_the_same_seeds_demo_run_after_it(tmp_path):
-    import torch
-
-    out = _sweep(tmp_path, "--recipes", "demo,restart")
-    assert "demo seed 0" in out and "restart seed 0" in out
-    saved = torch.load(tmp_path / "restart" / "seed0" / "best.pt", weights_only=False)["args"]
-    # demo_model()'s warm restart: the demo run's weights, the next seed's images, the sharpness ramp from 1
-    assert saved["weights"] == str(tmp_path / "demo" / "seed0" / "best.pt")
+    _sweep(tmp_path, "--recipes", "crop128,restart_crop128")
+    out = capsys.readouterr().out
+    assert out.index("crop128 / seed 0: AUROC") < out.index("restart_crop128 / seed 0: AUROC")
+    saved = torch.load(tmp_path / "restart_crop128" / "seed0" / "best.pt", weights_only=False)["args"]
+    # demo_model()'s warm restart: the source run's weights, the next seed's images, the sharpness ramp from 1
+    assert saved["weights"] == str(tmp_path / "crop128" / "seed0" / "best.pt")
     assert (saved["seed"], saved["restart_of_seed"], saved["lse_r_start"]) == (1, 0, 1.0)
 
 
-def test_restart_without_its_source_weights_is_one_line(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cam_recipes.py"), "--quick", "--recipes",
-                        "restart", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "add demo to --recipes" in r.stderr
+def test_restart_without_its_source_weights_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cam_recipes.get_args(["--quick", "--recipes", "restart_crop128", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0 and "add crop128 to --recipes" in err
+
+
+def test_default_out_is_no_committed_results_folder():
+    assert cam_recipes.get_args([]).out == Path("runs/cam_recipes")
+    assert cam_recipes.get_args(["--quick"]).out == Path("runs/cam_recipes_quick")

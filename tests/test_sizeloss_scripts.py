@@ -1,7 +1,9 @@
-"""Smoke and oracle tests of 01_WeaklySupervised/weak_labels.py, train_sizeloss.py and common.tasks.lv_weak_seg (Kervadec 2019)."""
+"""Smoke and oracle tests of 01_WeaklySupervised/weak_labels.py, train_sizeloss.py and common.tasks.lv_weak_seg
+(Kervadec 2019)."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from common.errors import cli_main
 from common.losses import IGNORE_INDEX, partial_cross_entropy
 from common.tasks.lv_weak_seg import (
     VARIANTS,
@@ -33,7 +36,7 @@ def _load(name):
     return module
 
 
-# ------------------------------------------------------------------------------------------------ common.tasks.lv_weak_seg
+# ------------------------------------------------------------------------------------------ common.tasks.lv_weak_seg
 
 
 def test_dice_by_volume_hand_computed():
@@ -128,13 +131,15 @@ def test_weak_labels_script(tmp_path):
     assert stats["box"]["foreground seed / mask"] == 0 and 0 < stats["erosion"]["foreground seed / mask"] < 1
 
 
-def _run_script(args, tmp_path):
-    return subprocess.run([sys.executable, str(SCRIPTS / "weak_labels.py"), "--out", str(tmp_path / "o"),
-                           "--device", "cpu", *args], capture_output=True, text=True, timeout=60)
+def _exit_line(mod, argv, capsys) -> tuple[int, list[str]]:
+    """The script's command line run in this process (no torch import a case): its exit status and stderr lines."""
+    with pytest.raises(SystemExit) as stop:
+        cli_main(mod.main, mod.get_args(argv))
+    return stop.value.code, [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
 
 
 @pytest.mark.parametrize("case", ["size_mismatch", "empty_mask", "unknown_kind", "rgb_photo", "jpeg", "float_map"])
-def test_weak_labels_bad_input(tmp_path, case):
+def test_weak_labels_bad_input(tmp_path, case, capsys):
     img = np.zeros((32, 32), np.uint8)
     mask = np.zeros((32, 32), np.uint8)
     mask[10:20, 10:20] = 3
@@ -153,10 +158,10 @@ def test_weak_labels_bad_input(tmp_path, case):
     Image.fromarray(img).save(tmp_path / "img.png")
     Image.fromarray(mask).save(tmp_path / mask_name)
     extra = ["--kinds", "scribble"] if case == "unknown_kind" else []
-    proc = _run_script(["--image", str(tmp_path / "img.png"), "--mask", str(tmp_path / mask_name), *extra], tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    code, lines = _exit_line(_load("weak_labels"), ["--image", str(tmp_path / "img.png"), "--mask",
+                                                    str(tmp_path / mask_name), *extra, "--out", str(tmp_path / "o"),
+                                                    "--device", "cpu"], capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), lines
     assert {"size_mismatch": "24x32", "empty_mask": "class 3 is not in the label map (it holds 0, 255)",
             "unknown_kind": "scribble", "rgb_photo": "a colour image, not a label map",
             "jpeg": "a JPEG cannot hold a label map", "float_map": "non-integer values"}[case] in lines[0]
@@ -236,21 +241,46 @@ def test_train_sizeloss_resume_skips_a_finished_run(tmp_path, monkeypatch):
     with pytest.raises(BaseException, match="trained again"):  # so does another variant in the same folder
         mod.main(mod.get_args([*argv[:-3], "--variant", "size", "--out", str(tmp_path), "--resume"]))
 
+
 def test_train_sizeloss_table(tmp_path, monkeypatch):
     mod = _load("train_sizeloss")
     monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502), ("partial", "erosion", 0.1372),
                                             ("presize", "centroid", None)])
-    out = mod.main(mod.get_args([*TINY, "--table", "--seeds", "1", "--out", str(tmp_path)]))
+    argv = [*TINY, "--table", "--seeds", "2", "--out", str(tmp_path)]
+    out = mod.main(mod.get_args(argv))
     table = json.loads((tmp_path / "table.json").read_text())
     assert [r["method"] for r in table["rows"]] == ["fs", "partial", "presize"]
-    assert table["command"].endswith("--out " + str(tmp_path)) and table["seconds"] > 0
+    assert table["command"].endswith("--out " + str(tmp_path)) and table["seconds"] > 0 and table["failed"] == []
     md = (tmp_path / "table.md").read_text()
     assert "paper/survey ACDC" in md and "0.8502" in md and "centroid" in md
-    assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed0" / "predictions.png").exists()
+    assert (tmp_path / "report.md").exists() and (tmp_path / "presize_centroid" / "seed1" / "predictions.png").exists()
+    # every row: mean and sample std (ddof 1) of its two seeds' runs, as the table shows them
+    for row in table["rows"]:
+        weak = "erosion" if row["method"] == "fs" else row["weak label"]
+        best = [r["best_dice3d"] for r in sorted(table["runs"], key=lambda r: r["seed"])
+                if (r["variant"], r["weak"]) == (row["method"], weak)]
+        last = [r["last_dice3d"] for r in table["runs"] if (r["variant"], r["weak"]) == (row["method"], weak)]
+        assert row["values"] == best and row["n_seeds"] == row["seeds"] == 2
+        assert row["mean"] == pytest.approx(np.mean(best)) and row["std"] == pytest.approx(np.std(best, ddof=1))
+        assert row["last_mean"] == pytest.approx(np.mean(last))
+        assert row["phantom 3D Dice"] == f"{np.mean(best):.3f} ± {np.std(best, ddof=1):.3f}"
+        assert f"| {row['phantom 3D Dice']} | {row['last epoch']} | 2 |" in md
     assert set(out["goals"]) == {"fs_dice", "partial_over_fs", "best_size_over_fs"}
     assert set(table["goals_last_epoch"]) == set(out["goals"])
     fs_last = table["rows"][0]["last_mean"]
     assert table["goals_last_epoch"]["partial_over_fs"] == pytest.approx(table["rows"][1]["last_mean"] / fs_last)
+    tables = json.loads((tmp_path / "tables.json").read_text())  # the README's block is rendered from this
+    assert tables["table"]["rows"][0]["phantom 3D Dice"] == table["rows"][0]["phantom 3D Dice"]
+    # --resume: every finished run is reused, nothing trains, the table is the same
+    monkeypatch.setattr(mod, "train_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    mod.main(mod.get_args([*argv, "--resume"]))
+    assert json.loads((tmp_path / "table.json").read_text())["rows"] == table["rows"]
+    # --from-json writes the report and tables again from table.json alone
+    for name in ("table.md", "tables.json", "report.md"):
+        (tmp_path / name).unlink()
+    mod.main(mod.get_args(["--from-json", str(tmp_path / "table.json")]))
+    assert (tmp_path / "table.md").read_text() == md and json.loads((tmp_path / "tables.json").read_text()) == tables
+    assert "![presize_centroid](presize_centroid/seed0/predictions.png)" in (tmp_path / "report.md").read_text()
 
 
 def test_table_goals_and_sample_std(tmp_path, monkeypatch):
@@ -265,10 +295,32 @@ def test_table_goals_and_sample_std(tmp_path, monkeypatch):
     assert np.isnan(mod.table_goals(rows[2:], "mean")["best_size_over_fs"])  # no fs row
     fake = iter([0.5, 0.7, 0.9])
     monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502)])
-    monkeypatch.setattr(mod, "_train_runs", lambda args, jobs, device: [
-        {"variant": v, "weak": w, "seed": s, "best_dice3d": next(fake), "last_dice3d": 0.5} for v, w, s, _ in jobs])
-    table = mod.run_table(mod.get_args([*TINY, "--table", "--seeds", "3", "--out", str(tmp_path)]), None)
-    assert table["rows"][0]["std"] == pytest.approx(0.2) and "0.700 ± 0.200" in (tmp_path / "table.md").read_text()
+    monkeypatch.setattr(mod, "train_one", lambda args, variant, weak, seed, out, device: {
+        "variant": variant, "weak": weak, "seed": seed, "best_dice3d": next(fake), "last_dice3d": 0.5})
+    table = mod.run_table(mod.get_args([*TINY, "--table", "--seeds", "3", "--out", str(tmp_path)]), "cpu")
+    row = table["rows"][0]
+    assert row["values"] == [0.5, 0.7, 0.9] and row["mean"] == pytest.approx(0.7)
+    assert row["std"] == pytest.approx(0.2)  # by hand: deviations -0.2, 0, 0.2 -> sqrt(0.08 / (3 - 1)); ddof 0: 0.163
+    assert "0.700 ± 0.200" in (tmp_path / "table.md").read_text() and row["last epoch"] == "0.500 ± 0.000"
+
+
+def test_table_with_one_seed_shows_no_spread_and_reports_a_failed_run(tmp_path, monkeypatch):
+    mod = _load("train_sizeloss")
+
+    def train_one(args, variant, weak, seed, out, device):
+        if variant == "partial":
+            raise FloatingPointError("loss is nan")
+        return {"variant": variant, "weak": weak, "seed": seed, "best_dice3d": 0.8, "last_dice3d": 0.75}
+
+    monkeypatch.setattr(mod, "train_one", train_one)
+    args = mod.get_args([*TINY, "--table", "--seeds", "1", "--rows", "fs/erosion,partial/erosion,size/erosion", "--out",
+                         str(tmp_path)])
+    with pytest.raises(RuntimeError, match=r"1 table run\(s\) failed: .*partial_erosion/seed0 \(FloatingPointError"):
+        mod.run_table(args, "cpu")
+    table = json.loads((tmp_path / "table.json").read_text())  # the table holds the runs that finished
+    assert [(r["phantom 3D Dice"], r["std"], r["n_seeds"]) for r in table["rows"]] == [
+        ("0.800", None, 1), ("n/a", None, 0), ("0.800", None, 1)]
+    assert table["failed"][0]["error"] == "FloatingPointError: loss is nan"
 
 
 def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
@@ -296,19 +348,36 @@ def test_margin_flag_reaches_the_3d_penalty(monkeypatch):
                                             (["--table", "--rows", "fs/box"], "fs/box"),
                                             (["--rows", "fs/erosion"], "argument --rows: only with --table"),
                                             (["--jobs", "2"], "argument --jobs: only with --table"),
-                                            (["--size", "30"], "--size 30")])
-def test_train_sizeloss_bad_input_exits_2_with_one_line(tmp_path, argv, expected):
+                                            (["--size", "30"], "--size 30"),
+                                            (["--from-json", "nope/table.json"], "nope/table.json: cannot read")])
+def test_train_sizeloss_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, expected):
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(SCRIPTS / "train_sizeloss.py"), *TINY, *argv, "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], r.stderr
+    code, lines = _exit_line(_load("train_sizeloss"), [*TINY, *argv, "--out", str(out)], capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
     assert not out.exists()
+
+
+def test_train_sizeloss_command_line_bad_input_is_one_line(tmp_path):
+    """The script's own __main__ block: bad input from the command line is one line and exit status 2."""
+    r = subprocess.run([sys.executable, str(SCRIPTS / "train_sizeloss.py"), *TINY, "--label", "7", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and lines == ["error: --label 7 is not a structure of the cardiac labels -- ACDC and "
+                                           "the phantom: 1 = RV, 2 = myocardium, 3 = LV cavity"], r.stderr
+
+
+def test_quick_table_shares_the_cores_one_thread_a_run():
+    mod = _load("train_sizeloss")
+    args = mod.get_args(["--quick", "--table"])
+    assert args.threads == 1 and args.jobs == min(os.cpu_count(), 10)
+    assert mod.get_args(["--quick"]).jobs == 1 and mod.get_args(["--table"]).jobs == 1
+    assert mod.get_args(["--quick", "--table", "--jobs", "1"]).jobs == 1
 
 
 def test_train_sizeloss_table_rows_subset(tmp_path):
     mod = _load("train_sizeloss")
-    out = mod.main(mod.get_args([*TINY, "--table", "--rows", "3d_size/box,fs/erosion", "--out", str(tmp_path)]))
+    out = mod.main(mod.get_args([*TINY, "--table", "--seeds", "1", "--rows", "3d_size/box,fs/erosion", "--out",
+                                 str(tmp_path)]))
     table = json.loads((tmp_path / "table.json").read_text())
     assert [(r["method"], r["weak label"]) for r in table["rows"]] == [("fs", "full mask"), ("3d_size", "box")]
     assert np.isnan(out["goals"]["partial_over_fs"]) and not np.isnan(out["goals"]["best_size_over_fs"])
@@ -316,22 +385,19 @@ def test_train_sizeloss_table_rows_subset(tmp_path):
         mod.get_args([*TINY, "--table", "--rows", "fs/box"])
 
 
-def test_train_sizeloss_table_parallel_equals_serial(tmp_path, monkeypatch):
+def test_train_sizeloss_table_parallel_equals_serial(tmp_path, capsys):
     """--jobs 2 trains the runs in spawned worker processes; with one thread each, every Dice is the serial one's."""
-    r = subprocess.run([sys.executable, str(SCRIPTS / "train_sizeloss.py"), *TINY, "--table", "--seeds", "1",
-                        "--jobs", "2", "--out", str(tmp_path / "par")], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "[10/10]" in r.stdout
+    mod = _load("train_sizeloss")
+    rows = ["--table", "--seeds", "1", "--rows", "fs/erosion,3d_size/random"]
+    mod.main(mod.get_args([*TINY, *rows, "--jobs", "2", "--out", str(tmp_path / "par")]))
+    assert "[2/2]" in capsys.readouterr().out
     log = (tmp_path / "par" / "fs_erosion" / "seed0" / "train.log").read_text()
     assert "epoch=1" in log and "it/s" not in log  # the worker's log has the epoch line, no progress bars
-    parallel = {(x["variant"], x["weak"]): x["best_dice3d"]
-                for x in json.loads((tmp_path / "par" / "table.json").read_text())["runs"]}
-    mod = _load("train_sizeloss")
-    monkeypatch.setattr(mod, "TABLE_ROWS", [("fs", "erosion", 0.8502), ("3d_size", "random", 0.7949)])
-    mod.main(mod.get_args([*TINY, "--table", "--seeds", "1", "--out", str(tmp_path / "ser")]))
-    serial = {(x["variant"], x["weak"]): x["best_dice3d"]
-              for x in json.loads((tmp_path / "ser" / "table.json").read_text())["runs"]}
-    assert serial == {key: parallel[key] for key in serial}
+    mod.main(mod.get_args([*TINY, *rows, "--out", str(tmp_path / "ser")]))
+    parallel, serial = ({(x["variant"], x["weak"]): x["best_dice3d"] for x in
+                         json.loads((tmp_path / d / "table.json").read_text())["runs"]} for d in ("par", "ser"))
+    assert serial == parallel and len(serial) == 2
+    assert not (tmp_path / "ser" / "fs_erosion" / "seed0" / "train.log").exists()  # in this process: the console
 
 
 def _fake_acdc(root: Path, n_patients: int = 4) -> Path:

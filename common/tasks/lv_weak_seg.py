@@ -112,7 +112,7 @@ class WeakVolumes(Dataset):
             raise InputError(f"got {len(images)} image volumes and {len(labels)} label volumes",
                              hint="pass one label volume per image volume, at least one")
         self.items = []
-        for v, (img, lab) in enumerate(zip(images, labels)):
+        for v, (img, lab) in enumerate(zip(images, labels, strict=True)):  # lengths checked above
             img, lab = np.asarray(img, np.float32), np.asarray(lab)
             if img.shape != lab.shape or img.ndim != 3:
                 raise InputError(f"volume {v}: image {img.shape} and labels {lab.shape} must both be (D, H, W)")
