@@ -104,18 +104,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-@contextlib.contextmanager
-def worker_log(out: str | os.PathLike, threads: int = 0):
-    """For a training run in a worker process: no progress bars, ``threads`` torch threads (0: keep),
-    stdout and stderr appended to <out>/train.log (the parent prints one line per finished run)."""
-    os.environ["TQDM_DISABLE"] = "1"
-    if threads:
-        torch.set_num_threads(threads)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with open(Path(out) / "train.log", "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        yield
-
-
 def log(*parts, **kwargs) -> None:
     """print() on rank 0 only, flushed so progress shows up under pipes and torchrun."""
     if is_main_process():

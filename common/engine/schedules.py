@@ -64,7 +64,7 @@ class SharpnessRamp:
 
     Small r pools nearly like the mean, whose gradient reaches every position, so a from-scratch model finds the
     fractures and lytic lesions as often as with the average pool; by the last epochs the head pools like the
-    LSE r1 the model keeps, whose CAM peaks on the lesion (benchmarks/cam_recipes.py: recipes demo, lse_const).
+    LSE r1 the model keeps, whose CAM peaks on the lesion (measured: docs/demo_model_history.md, v6).
     The model is saved and used at r1; should the best validation loss come from an earlier epoch, validated at a
     smaller r, its probabilities at r1 differ a little from the ones validated (its CAMs, W x features, do not).
     """

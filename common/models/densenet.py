@@ -100,8 +100,8 @@ class DenseNetClassifier(nn.Module):
         goes to the positions that score highest (softmax(r s) instead of 1/hw): on normal images every high
         position is pushed down, so the surviving features sit on what they detect and the CAM peaks there
         rather than beside it; but a lesion the model does not score yet gets little gradient, which is why
-        the demo model ramps r up during training (common.tasks.common.engine.schedules.SharpnessRamp; both measured in
-        benchmarks/cam_recipes.py). With either pooling the mean over positions of d logit / d f is W / hw,
+        the demo model ramps r up during training (common.engine.schedules.SharpnessRamp; both measured:
+        docs/demo_model_history.md). With either pooling the mean over positions of d logit / d f is W / hw,
         so Grad-CAM at block 4 still equals CAM after the ReLU and rescaling.
         """
         if self.pooling == "avg":
