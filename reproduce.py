@@ -62,6 +62,9 @@ DEMOS: dict[str, Demo] = {
     "wss-size-table": Demo("01_WeaklySupervised/train_sizeloss.py", "ENet LV segmentation from weak labels with size "
                            "constraints (Kervadec et al. 2019): the paper's ACDC rows on the cardiac phantom",
                            quick=["--table"], full=["--table"]),
+    "wss-pseudolabel": Demo("01_WeaklySupervised/train_pseudolabel.py", "pseudo masks (region growing) from weak "
+                            "labels -> ENet -> DenseCRF / polar graph search / GrabCut, the survey's framework",
+                            quick=["--table"], full=["--table"]),
     "wsol-localize": Demo("01_WeaklySupervised/localize.py", "lesion boxes from CAM thresholds, scored against "
                           "the true lesions"),
 }
