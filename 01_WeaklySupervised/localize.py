@@ -18,20 +18,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
-from common.cam.tta import explain_tta  # noqa: E402
+from common.cam.scoring import explained_batches  # noqa: E402
+from common.cam.session import load_explained  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser, parse_args  # noqa: E402
 from common.data.phantoms import BoneXrayPhantom  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.metrics import box_iou, iou, mask_to_box  # noqa: E402
-from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
+from common.models import MIN_INPUT_SIZE, block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
-from common.tasks.bone_demo import load_classifier  # noqa: E402
-from common.viz import image_grid  # noqa: E402
+from common.viz import BOX_COLOURS, HEATMAP_LABEL, MASK_COLOURS, image_grid  # noqa: E402
 from common.weak.boxes import localize  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def get_args(argv=None):
                    help="comma list of fractions of the map maximum in (0, 1), and/or 'otsu'")
     p.add_argument("--n", type=int_at_least(1), default=300, help="abnormal phantom images to localize")
     p.add_argument("--size", type=int_at_least(MIN_INPUT_SIZE), default=None,
-                   help=f"image side, >= {MIN_INPUT_SIZE} (default: the checkpoint's)")
+                   help=f"image side, >= {MIN_INPUT_SIZE} (default: the size the checkpoint records, else 320)")
     p.add_argument("--batch-size", type=int_at_least(1), default=16, help="images explained together")
     return parse_args(p, argv, quick=dict(n=100))
 
@@ -81,15 +80,14 @@ def main(args):
     check_methods_layers(methods, blocks)
     ctx = setup_run(args)
     with ctx.removing_out_on_error():  # a bad checkpoint leaves no empty --out behind
-        model, info = load_classifier(args.checkpoint, ctx.device, args.arch)
-    size = args.size or info.get("size") or 320
+        clf = load_explained(args.checkpoint, ctx.device, args.arch, args.size)
+    model, info, size = clf.model, clf.info, clf.size
     data = BoneXrayPhantom(n=args.n, size=size, seed=args.seed + 500_000, abnormal_fraction=1.0)
     layers = {k: block_layers(model)[k] for k in blocks}
     scores = defaultdict(lambda: defaultdict(list))
     figure = []  # (image, mask, map, region, box, gt box) for the first images
-    for start, batch in zip(range(0, len(data), args.batch_size), DataLoader(data, batch_size=args.batch_size)):
-        x = batch["image"].to(ctx.device)  # (B, 1, H, W)
-        _, maps = explain_tta(model, to_model_input(x), methods, layers, target=1, tta=args.tta)
+    for start, batch, _, maps in explained_batches(model, data, methods, layers, ctx.device, target=1,
+                                                   batch_size=args.batch_size, tta=args.tta):
         masks = batch["mask"].numpy().astype(bool)  # (B, H, W)
         for m in maps:
             for k, block_maps in maps[m].items():
@@ -103,7 +101,7 @@ def main(args):
                         scores[key]["correct@0.5"].append(b_iou >= 0.5)
                         scores[key]["pixel_iou"].append(iou(region, masks[i]))
                         if start + i < 4 and m == next(iter(maps)) and k == blocks[0] and t == thresholds[0]:
-                            figure.append((x[i, 0].cpu().numpy(), masks[i], sal, region, box, gt_box))
+                            figure.append((batch["image"][i, 0].numpy(), masks[i], sal, region, box, gt_box))
     rows = [{"method": m, "block": k, "threshold": t, "n": len(v["box_iou"]),
              **{name: float(np.mean(vals)) for name, vals in v.items()}} for (m, k, t), v in scores.items()]
     best = max(rows, key=lambda r: (r["correct@0.5"], r["box_iou"]))  # ties (often all 0 %): the better boxes
@@ -116,17 +114,21 @@ def main(args):
         cont += [[mask], [mask, np.zeros_like(mask), region], [mask]]  # green lesion; blue: the predicted region
         boxes += [[], [], [gt, box]]
     image_grid(images, ctx.out / "localization.png", titles=titles, heatmaps=heat, masks=cont, boxes=boxes,
-               ncols=3, cell=2.4, colorbar=True)
+               ncols=3, cell=2.4, shared_colorbar=HEATMAP_LABEL,
+               suptitle=f"From CAM to box: {next(iter(methods))} block {blocks[0]} on the first abnormal images",
+               legend=[("lesion outline", MASK_COLOURS[0]), ("predicted region", MASK_COLOURS[2]),
+                       ("box: lesion box (truth)", BOX_COLOURS[0]), ("box: predicted box", BOX_COLOURS[1])])
     cols = ["method", "block", "threshold", "n", "box_iou", "correct@0.5", "pixel_iou"]
     write_report(ctx.out, "Lesion localization from CAMs (weak supervision: image labels only)", [
         f"Model: {info['arch']} ({info['source']}); {len(data)} abnormal phantom radiographs at {size} px. "
         f"Best: {best['method']} block {best['block']} at threshold {best['threshold']}: "
-        f"{best['correct@0.5']:.1%} of boxes with IoU >= 0.5.", markdown_table(rows, cols),
+        f"{best['correct@0.5']:.1%} of boxes with IoU >= 0.5.", markdown_table(rows, cols, name="boxes"),
         "![heatmap, binary region and boxes: green = lesion outline, blue = predicted region / box, red = lesion box]"
         "(localization.png)"])
     result = {"model": info, "n": len(data), "rows": rows, "best": best}
     save_json(ctx.out / "metrics.json", result)
     print(markdown_table(rows, cols))
+    print(f"wrote {ctx.out} (report.md, metrics.json, localization.png)")
     return result
 
 

@@ -5,6 +5,7 @@ layer aggregation; ours resizes (bilinear, half-pixel centres like cv2's INTER_L
 once. Bilinear resizing commutes with the affine min-max step, so the two agree to float precision.
 """
 
+import contextlib
 import gc
 import tracemalloc
 import warnings
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from common.cam import CAM, METHODS, EigenCAM, GradCAM, LayerCapture, ScoreCAM, explain, frozen
-from common.models import block_layers, build_densenet
+from common.models import block_layers, build_densenet, to_model_input
 
 pg = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
@@ -120,7 +121,7 @@ def test_matches_pytorch_grad_cam_densenet169(d169):
 
         with PerLayer(model, list(layers.values())) as cam:
             refs = cam(x, ref_targets(targets, 1))
-        for (k, _), ref in zip(layers.items(), refs):
+        for (k, _), ref in zip(layers.items(), refs, strict=True):
             diff = np.abs(ours[method][k].numpy() - ref).max()
             assert diff < TOL, (method, k, diff)
     ref = eigen_reference(model, layers[4], x)
@@ -147,7 +148,7 @@ def _cam_by_hand(model, x, targets):
         feats = torch.relu(model.features(x))  # (B, C, h, w)
     w = model.classifier.weight  # (K, C)
     rows = [w[0] * (1 if t == 1 else -1) if w.shape[0] == 1 else w[t] for t in targets]
-    raw = torch.stack([(r[:, None, None] * f).sum(0) for r, f in zip(rows, feats)])
+    raw = torch.stack([(r[:, None, None] * f).sum(0) for r, f in zip(rows, feats, strict=True)])
     up = F.interpolate(raw.clamp_min(0)[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     lo, hi = up.amin((1, 2), keepdim=True), up.amax((1, 2), keepdim=True)
     return torch.where(hi > lo, (up - lo) / (hi - lo), torch.zeros_like(up))  # all-negative CAM -> zeros
@@ -242,7 +243,7 @@ def test_capture_removes_hooks_on_exception_and_reraises():
         with LayerCapture(layers, track_grad=True) as capture:
             model(torch.randn(1, 3, 32, 32))
             assert hook_count(model) == 4 and set(capture.activations) == {1, 2, 3, 4}
-            1 / 0
+            raise ZeroDivisionError("inside the capture")
     assert hook_count(model) == 0
     with pytest.raises(RuntimeError, match="ran twice"):
         with frozen(model), LayerCapture(layers) as capture:
@@ -286,17 +287,89 @@ def test_single_layer_call_and_bad_inputs():
     assert isinstance(METHODS["cam"](), CAM)
 
 
-def test_explain_restores_tf32_flags():
-    import torch
+@pytest.fixture
+def precision_restored():
+    """Whatever a test does to torch's process-wide fp32 precision settings, the next test finds them as they were."""
+    from common.cam.precision import precision_settings, precision_state
 
-    from common.cam import explain
-    from common.models import build_densenet, to_model_input
+    before = precision_state()
+    yield
+    settings = precision_settings()
+    if settings:
+        for name, obj in settings.items():
+            obj.fp32_precision = before[name]
+    else:
+        torch.backends.cudnn.allow_tf32 = before["cudnn.allow_tf32"]
+        torch.set_float32_matmul_precision(before["matmul"])
 
-    model = build_densenet("tiny")
-    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-    try:
-        explain(model, to_model_input(torch.rand(1, 1, 64, 64)), ("gradcam",))
-        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+@pytest.mark.parametrize("start", ["as found", "medium", "high", "legacy flags on", "per-backend tf32"])
+def test_frozen_restores_the_precision_settings_exactly(precision_restored, start):
+    """Inside frozen(): fp32 on every backend; after it (also after an exception): each setting as it was, and
+    torch's legacy getter still answers. Writing the legacy allow_tf32 flags back, as frozen() once did, turned a
+    "medium" matmul precision into an error of torch.get_float32_matmul_precision() and "none" into "ieee"."""
+    from common.cam.precision import precision_settings, precision_state
+
+    new_api = bool(precision_settings())
+    if start in ("medium", "high"):
+        torch.set_float32_matmul_precision(start)
+    elif start == "legacy flags on":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    elif start == "per-backend tf32":
+        if not new_api:
+            pytest.skip("torch < 2.9 has no per-backend precision settings")
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+    before = precision_state()
+    legacy = torch.get_float32_matmul_precision() if start != "per-backend tf32" else None
+    model = make("tiny", 1)
+    for failing in (False, True):
+        with pytest.raises(ZeroDivisionError) if failing else contextlib.nullcontext():
+            with frozen(model):
+                inside = precision_state()
+                if new_api:
+                    assert set(inside.values()) == {"ieee"}, inside
+                else:
+                    assert inside == {"cudnn.allow_tf32": False, "matmul": "highest"}
+                if failing:
+                    raise ZeroDivisionError("inside frozen")
+        assert precision_state() == before
+        if legacy is not None:
+            assert torch.get_float32_matmul_precision() == legacy  # answers, and with the value it had
+    explain(model, to_model_input(torch.rand(1, 1, 64, 64)), ("gradcam",))  # explain goes through frozen()
+    assert precision_state() == before
+
+
+def test_no_lazy_imports_and_no_import_cycle_in_common_cam():
+    """Every module of common.cam imports at its top (no import inside a function), and the imports between them
+    form no cycle: base.py once imported explain inside BaseCAM.__call__ to dodge one."""
+    import ast
+    from pathlib import Path
+
+    import common.cam
+
+    folder = Path(common.cam.__file__).parent
+    graph = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        lazy = [node.lineno for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert not lazy, f"{path.name}: imports inside functions at lines {lazy}"
+        graph[path.stem] = {node.module.split(".")[2] for node in tree.body if isinstance(node, ast.ImportFrom)
+                            and (node.module or "").startswith("common.cam.")}
+    graph.pop("__init__")  # the package re-exports; no module imports the package itself
+    assert not any("common.cam" == n.module for path in folder.glob("*.py") if path.stem != "__init__"
+                   for n in ast.parse(path.read_text()).body if isinstance(n, ast.ImportFrom))
+    done, active = set(), []
+
+    def visit(name):
+        assert name not in active, f"import cycle: {' -> '.join(active + [name])}"
+        if name in done:
+            return
+        active.append(name)
+        for dep in graph.get(name, ()):
+            visit(dep)
+        active.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)

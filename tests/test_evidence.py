@@ -99,3 +99,47 @@ def test_an_all_negative_cam_points_nowhere_as_in_the_pointing_game():
     # one flat image among peaked ones: the medians are over the peaked ones
     mixed = summarize_offsets({"peak": np.array([1.0, np.inf, 3.0]), "evidence": np.array([0.0, np.inf, 0.0])}, 2)
     assert mixed["median_peak_px"] == 2.0 and mixed["peak_pointing_game"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_the_explained_class_is_scored_as_the_cam_methods_score_it(n_out):
+    """Oracle: the class sign of common.cam.context.score_coefficients. A 1-output head whose weight is negated and
+    asked for class 0 (the negated logit) has the same CAM as the original asked for class 1; a 2-output head whose
+    row 1 is the original and row 0 its negation gives that CAM for class 1 and an all-negative, flat one for 0."""
+    model, data = ShiftNet(6), _spots()
+    want = cam_evidence_offsets(model, data, torch.device("cpu"), layer=model.relu, target=1)
+    np.testing.assert_allclose(want["peak"], 5.0)  # displaced by 6 rows: 5 px from the spot's edge
+    other = ShiftNet(6)
+    if n_out == 1:
+        with torch.no_grad():
+            other.classifier.weight.fill_(-1.0)
+        got = cam_evidence_offsets(other, data, torch.device("cpu"), layer=other.relu, target=0)
+        for key in ("peak", "evidence"):
+            np.testing.assert_allclose(got[key], want[key])
+        return
+    other.classifier = nn.Linear(1, 2)
+    with torch.no_grad():
+        other.classifier.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        other.classifier.bias.zero_()
+    got = cam_evidence_offsets(other, data, torch.device("cpu"), layer=other.relu, target=1)
+    np.testing.assert_allclose(got["peak"], want["peak"])
+    np.testing.assert_allclose(got["evidence"], want["evidence"])
+    assert np.isinf(cam_evidence_offsets(other, data, torch.device("cpu"), layer=other.relu, target=0)["peak"]).all()
+
+
+def test_all_regions_from_one_pass_equal_one_region_at_a_time():
+    from common.cam.evidence import cam_evidence_by_region
+
+    items = []
+    for item in _spots():
+        ys, xs = np.nonzero(item["mask"].numpy())
+        box = {"marker_x0": int(xs.min()) + 8, "marker_y0": int(ys.min()), "marker_x1": int(xs.max()) + 9,
+               "marker_y1": int(ys.max()) + 1}  # a marker 8 px to the right of the spot
+        items.append({**item, "meta": box})
+    model = ShiftNet(6)
+    both = cam_evidence_by_region(model, items, torch.device("cpu"), layer=model.relu, regions=("lesion", "marker"))
+    for region in ("lesion", "marker"):
+        one = cam_evidence_offsets(model, items, torch.device("cpu"), layer=model.relu, region=region)
+        for key in ("peak", "evidence"):
+            np.testing.assert_allclose(both[region][key], one[key])
+    assert (both["marker"]["evidence"] > both["lesion"]["evidence"]).all()  # the gradient sits on the spot

@@ -3,6 +3,7 @@ output names, what --save-maps holds, argument checks, help text, and no empty -
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.errors import InputError
-from tests.helpers.scripts import run_script as run_demo
-from tests.test_interpretability_scripts import load, run_script
+from tests.helpers.scripts import run_main
+from tests.test_interpretability_scripts import load
 
 
 def tiny_checkpoint_with(path, n_out: int, bias=None):
@@ -38,13 +39,13 @@ def save_png(path, shape, seed=0):
 
 def model_view(checkpoint, image_path, size=32):
     """Oracle inputs for one image file: the head's weights (K, C), the logits (K,), the block-4 features (C, h, w)."""
+    from common.data.geometry import to_square
     from common.io import read_image
     from common.models import to_model_input
     from common.tasks.bone_demo import load_classifier
 
-    gradcam = load("gradcam")
     model, _ = load_classifier(checkpoint, torch.device("cpu"))
-    square, _ = gradcam.to_square(read_image(image_path, gray=True)[0], size)
+    square, _ = to_square(read_image(image_path, gray=True)[0], size)
     x = to_model_input(torch.from_numpy(square)[None, None])
     with torch.no_grad():
         feats = model.relu(model.features(x))  # (1, C, h, w): the features the head pools
@@ -96,7 +97,7 @@ def test_k_output_head_reports_softmax_and_explains_the_argmax_class(tmp_path):
 def test_target_class_outside_the_model_is_one_error_and_leaves_no_out(tmp_path):
     ckpt = tiny_checkpoint_with(tmp_path / "k3.pt", 3)
     img = save_png(tmp_path / "a.png", (32, 32))
-    with pytest.raises(InputError, match=r"--target-class 3 is not a class of this model \(3 outputs"):
+    with pytest.raises(InputError, match=r"--target-class 3 is not a class of this 3-output head \(allowed: 0, 1, 2\)"):
         run_gradcam(tmp_path, "--img", img, "--checkpoint", ckpt, "--target-class", "3", out="new/out")
     assert not (tmp_path / "new").exists()
 
@@ -129,10 +130,11 @@ def test_one_logit_head_keeps_p_abnormal_and_states_the_explained_class(tmp_path
 
 
 def test_output_stems_strip_the_image_extension_and_rename_only_clashes():
-    gradcam = load("gradcam")
+    from common.cam.outputs import output_stems
+
     paths = ["a/1.2.840.113619.1.dcm", "b/1.2.840.113619.2.dcm", "c/scan.nii.gz", "d/x.png", "e/x.png", "f/X.JPG",
              "g/x_1.png", "h/y.tiff"]
-    assert gradcam.output_stems(paths) == ["1.2.840.113619.1", "1.2.840.113619.2", "scan", "x_2", "x_3", "X_4",
+    assert output_stems(paths) == ["1.2.840.113619.1", "1.2.840.113619.2", "scan", "x_2", "x_3", "X_4",
                                            "x_1", "y"]
 
 
@@ -199,7 +201,8 @@ def test_saved_maps_hold_raw_and_scaled_maps_with_the_frame_back_to_the_image(tm
 
 
 def test_missing_image_leaves_no_out_folders(tmp_path):
-    r = run_script("--img", tmp_path / "nope.png", "--out", tmp_path / "x1" / "deep" / "out", "--device", "cpu")
+    r = run_main("00_Interpretability", "gradcam", "--img", tmp_path / "nope.png", "--out",
+                 tmp_path / "x1" / "deep" / "out", "--device", "cpu")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "no such file" in lines[0], r.stderr
     assert not (tmp_path / "x1").exists()
@@ -220,8 +223,9 @@ def test_bad_checkpoint_leaves_no_out_folders_but_keeps_existing_ones(tmp_path, 
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "x1").exists()
 
 
-@pytest.mark.parametrize("n_out, abnormal, message", [(2, 2, "--abnormal-class 2 is not a class of this 2-output"),
-                                                      (1, 0, "--abnormal-class 0 is not a class of this 1-output")])
+@pytest.mark.parametrize("n_out, abnormal, message", [
+    (2, 2, r"--abnormal-class 2 is not a class of this 2-output head \(allowed: 0, 1\) -- choose 0, 1"),
+    (1, 0, r"--abnormal-class 0 is not a class of this 1-output head \(allowed: 1\) -- leave --abnormal-class at 1")])
 def test_evaluate_refuses_an_abnormal_class_the_head_lacks_and_leaves_no_out(tmp_path, n_out, abnormal, message):
     ckpt = tiny_checkpoint_with(tmp_path / "k.pt", n_out)
     evaluate = load("evaluate")
@@ -262,7 +266,7 @@ def test_evaluate_scores_a_two_class_head_as_its_one_logit_twin(tmp_path):
         assert res["cam_block4_by_detection"] == ref["cam_block4_by_detection"]
         assert res["cam_evidence"] == pytest.approx(ref["cam_evidence"], abs=1e-6)
         assert [(r["method"], r["block"]) for r in res["rows"]] == [(r["method"], r["block"]) for r in ref["rows"]]
-        for row, want in zip(res["rows"], ref["rows"]):
+        for row, want in zip(res["rows"], ref["rows"], strict=True):
             for key in ("pointing_game", "energy_pg", "iou", "deletion_auc", "insertion_auc"):
                 assert row[key] == pytest.approx(want[key], abs=1e-4), (row["method"], row["block"], key)
 
@@ -340,9 +344,124 @@ def test_evaluate_n_1_runs_with_its_example_figure(tmp_path):
     assert result["n"] == 1 and (tmp_path / "o" / "examples.png").exists()
 
 
-def test_evaluate_bad_number_from_the_command_line(tmp_path):
+def test_evaluate_bad_number_from_the_command_line(tmp_path, monkeypatch):
     # a --checkpoint that does not exist: were --n 0 let through, the run stops there, not in the demo model's training
-    r = run_demo("00_Interpretability", "evaluate", "--n", "0", "--out", tmp_path / "o", "--checkpoint",
+    from tests.helpers.scripts import ROOT
+
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "00_Interpretability" / "evaluate.py")])  # argparse's prog name
+    r = run_main("00_Interpretability", "evaluate", "--n", "0", "--out", tmp_path / "o", "--checkpoint",
                  tmp_path / "none.pt")
     assert r.returncode == 2 and r.stderr.strip() == "error: argument --n: must be >= 1, got 0 (see evaluate.py --help)"
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- a corrupt image among good ones, stale outputs
+
+
+def test_a_corrupt_image_among_good_ones_is_skipped_named_at_the_end_and_exits_2(tmp_path):
+    ckpt = tiny_checkpoint_with(tmp_path / "k1.pt", 1)
+    save_png(tmp_path / "in" / "a.png", (32, 40), 1)
+    save_png(tmp_path / "in" / "c.png", (32, 32), 2)
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
+    out = tmp_path / "out"
+    r = run_main("00_Interpretability", "gradcam", "--img", tmp_path / "in", "--checkpoint", ckpt, "--method", "cam",
+                 "--layers", "4", "--out", out, "--device", "cpu")
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    bad = str((tmp_path / "in" / "b.png").resolve())
+    assert len(lines) == 2 and lines[0].startswith(f"skipped: {bad}: "), r.stderr  # one line per unreadable file
+    assert lines[1].startswith("error: 1 of 3 images could not be read (each named above); the other 2 are "
+                               f"explained in {out}")
+    assert sorted(p.name for p in out.glob("*_panel.png")) == ["a_panel.png", "c_panel.png"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["image"] for m in metrics["images"]] == ["a", "c"]
+    assert [u["source"] for u in metrics["unreadable"]] == [bad]
+    assert bad in (out / "report.md").read_text()
+    assert f"wrote {out} (" in r.stdout.splitlines()[-1]
+
+
+def test_several_unreadable_images_and_nothing_else_write_nothing(tmp_path):
+    for name in ("x.png", "y.png"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    out = tmp_path / "out"
+    r = run_main("00_Interpretability", "gradcam", "--img", tmp_path / "in", "--out", out, "--device", "cpu")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 2 and all(ln.startswith("error: ") for ln in lines), r.stderr
+    assert "x.png" in lines[0] and "y.png" in lines[1] and not out.exists()  # no model loaded, nothing written
+
+
+def test_a_rerun_removes_its_own_stale_outputs_and_nothing_else(tmp_path):
+    ckpt = tiny_checkpoint_with(tmp_path / "k1.pt", 1)
+    one, two = save_png(tmp_path / "in" / "one.png", (32, 32), 1), save_png(tmp_path / "in" / "two.png", (32, 32), 2)
+    first, out = run_gradcam(tmp_path, "--img", one, two, "--checkpoint", ckpt, "--layers", "4", "--save-maps")
+    assert {"two_panel.png", "two_cam_block4.png", "two_maps.npz", "report.md", "metrics.json"} <= set(first["files"])
+    (out / "notes.txt").write_text("mine")
+    save_png(out / "two_gradcam_block1.png", (8, 8))  # a user's file that merely looks like an output: not listed
+    second, _ = run_gradcam(tmp_path, "--img", one, "--checkpoint", ckpt, "--layers", "4")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(second["files"] + ["notes.txt", "two_gradcam_block1.png"])
+    assert not any(name.startswith("two_") for name in second["files"]) and not (out / "one_maps.npz").exists()
+    assert [r["image"] for r in json.loads((out / "metrics.json").read_text())["images"]] == ["one"]
+    # a metrics.json another script wrote is no list of gradcam.py's files
+    (out / "metrics.json").write_text(json.dumps({"script": "evaluate.py", "files": ["notes.txt"]}))
+    run_gradcam(tmp_path, "--img", two, "--checkpoint", ckpt, "--layers", "4")
+    assert (out / "notes.txt").exists() and (out / "one_panel.png").exists()
+
+
+def test_remove_stale_leaves_paths_outside_the_folder_alone(tmp_path):
+    from common.cam.outputs import remove_stale
+
+    (tmp_path / "out").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "out" / name).write_text("x")
+    (tmp_path / "keep.png").write_text("x")
+    removed = remove_stale(tmp_path / "out", ["a.png", "b.png", "../keep.png", str(tmp_path / "keep.png"), "gone.png"],
+                           ["b.png"])
+    assert removed == ["a.png"] and (tmp_path / "keep.png").exists() and (tmp_path / "out" / "b.png").exists()
+
+
+# ---------------------------------------------------------------- the demo model on a user's image
+
+
+@pytest.mark.parametrize("user_image", [True, False])
+def test_the_demo_model_on_a_user_image_says_once_what_it_has_seen(tmp_path, monkeypatch, user_image):
+    from common.cam import session
+    from common.tasks.bone_demo import load_classifier
+
+    ckpt = tiny_checkpoint_with(tmp_path / "k1.pt", 1)
+
+    def demo_stand_in(path, device, arch=None):  # never trains the demo model
+        assert path is None
+        model, info = load_classifier(ckpt, device)
+        return model, {**info, "demo": True, "source": "demo model (tiny stand-in)"}
+
+    monkeypatch.setattr(session, "load_classifier", demo_stand_in)
+    img = save_png(tmp_path / "ct_slice.png", (32, 32))
+    extra = ["--img", img] if user_image else ["--n-phantom", "1", "--size", "32"]
+    out = tmp_path / "out"
+    r = run_main("00_Interpretability", "gradcam", *extra, "--method", "cam", "--layers", "4", "--out", out,
+                 "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    notes = [ln for ln in r.stdout.splitlines() if "only ever seen phantom bone radiographs" in ln]
+    assert len(notes) == (1 if user_image else 0)
+    if user_image:
+        assert notes[0].startswith("note: ") and "p(abnormal)" in notes[0] and "--checkpoint" in notes[0]
+        assert "only ever seen phantom bone radiographs" in (out / "report.md").read_text()
+    assert r.stdout.splitlines()[-1].startswith(f"wrote {out} (")
+
+
+@pytest.mark.parametrize("shape", [(40, 70), (70, 40), (33, 33)])
+def test_the_square_frame_and_back_is_the_identity_at_the_image_s_own_side(shape):
+    from common.data.geometry import back_to_original, square_box, to_square
+
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    side = max(shape)
+    square, box = to_square(img, side)  # no resizing: padding only
+    x0, y0, x1, y1 = box
+    assert box == square_box(shape) and (x1 - x0, y1 - y0) == (shape[1], shape[0])
+    np.testing.assert_array_equal(square[y0:y1, x0:x1], img)
+    assert square.sum() == pytest.approx(img.sum(), rel=1e-6)  # the padding is zeros
+    np.testing.assert_allclose(back_to_original(square, box, shape), img, atol=1e-6)
+    small, _ = to_square(img, 32)
+    assert small.shape == (32, 32) and back_to_original(small, box, shape).shape == shape

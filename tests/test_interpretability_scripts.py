@@ -6,8 +6,18 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.scripts import load_script
-from tests.helpers.scripts import run_script as run_demo
+from tests.helpers.scripts import load_script, run_main
+
+
+class Recorder:
+    """Stands in for a script's ``image_grid``: records each call's arguments, then draws it as the real one does."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, []
+
+    def __call__(self, images, path, **kw):
+        self.calls.append({"images": images, "path": path, **kw})
+        return self.real(images, path, **kw)
 
 
 def load(name):
@@ -67,14 +77,33 @@ def test_evaluate_tolerance_scales_with_the_image_and_tta_is_recorded(tiny_check
     assert "test-time augmentation 'flips'" in (tmp_path / "report.md").read_text()
 
 
-def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path):
+def test_evaluate_scores_every_method_and_block(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     evaluate = load("evaluate")
+    grid = Recorder(evaluate.image_grid)
+    monkeypatch.setattr(evaluate, "image_grid", grid)
     args = evaluate.get_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--n", "6",
-                              "--faithfulness", "2", "--method", "cam,gradcam,scorecam", "--scorecam-topk", "4",
-                              "--device", "cpu"])
+                              "--faithfulness", "2", "--method", "cam,gradcam,gradcampp,layercam,scorecam",
+                              "--scorecam-topk", "4", "--device", "cpu"])
     result = evaluate.main(args)
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path} (report.md, metrics.json, examples.png)"
+    # examples.png: rows = the first images, the input + at most EXAMPLE_MAPS maps, the best by pointing game, each
+    # method once, none a copy of another (CAM = Grad-CAM at block 4), with a title, colour bar and legend
+    (fig,) = grid.calls
+    n_cols = fig["ncols"]
+    assert 2 <= n_cols <= evaluate.EXAMPLE_MAPS + 1 and len(fig["images"]) == 4 * n_cols
+    shown = [t.split("\n")[0] for t in fig["titles"][1:n_cols]]  # "<method> block <k>"
+    methods = [t.split(" block ")[0] for t in shown]
+    assert len(set(methods)) == len(methods) and not {"cam block 4", "gradcam block 4"} <= set(shown)
+    pg = {f"{r['method']} block {r['block']}": r["pointing_game"] for r in result["rows"]}
+    assert [pg[t] for t in shown] == sorted((pg[t] for t in shown), reverse=True)
+    for method in {r["method"] for r in result["rows"]} - set(methods):  # left out: capped, or CAM's twin
+        best = max(v for key, v in pg.items() if key.split(" block ")[0] == method)
+        twin = method in ("cam", "gradcam") and ({"cam block 4", "gradcam block 4"} & set(shown))
+        assert best <= pg[shown[-1]] or twin, method
+    assert fig["shared_colorbar"] and fig["suptitle"] and fig["legend"] and len(fig["row_labels"]) == 4
     got = {(r["method"], r["block"]) for r in result["rows"]}
-    assert got == {("cam", 4)} | {(m, k) for m in ("gradcam", "scorecam") for k in (1, 2, 3, 4)}
+    gradient_methods = ("gradcam", "gradcampp", "layercam", "scorecam")
+    assert got == {("cam", 4)} | {(m, k) for m in gradient_methods for k in (1, 2, 3, 4)}
     for r in result["rows"]:
         assert 0 <= r["pointing_game"] <= 1 and 0 <= r["energy_pg"] <= 1 and r["n"] == 6
         assert 0 <= r["deletion_auc"] <= 1 and 0 <= r["insertion_auc"] <= 1
@@ -106,10 +135,6 @@ def test_pointing_by_detection_hand_computed():
     assert split["detected"] == {"n": 2, "pointing_game": 0.5} and split["missed"]["n"] == 2
 
 
-def run_script(*args):
-    return run_demo("00_Interpretability", "gradcam", *args)
-
-
 def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
     (tmp_path / "empty").mkdir()
@@ -133,22 +158,29 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path):
     ]
     for extra, expected in cases:
         out = tmp_path / "out"
-        r = run_script(*extra, "--out", out, "--device", "cpu")
+        r = run_main("00_Interpretability", "gradcam", *extra, "--out", out, "--device", "cpu")
         assert r.returncode == 2, (extra, r.stderr)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (extra, r.stderr)
         assert not out.exists() or not any(out.iterdir()), "an output was written before the error"
 
 
-def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, monkeypatch):
+def test_shortcut_demo_runs_and_reports_both_models(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     from common.tasks.bone_demo import load_classifier
 
     shortcut = load("shortcut")
+    grid = Recorder(shortcut.image_grid)
+    monkeypatch.setattr(shortcut, "image_grid", grid)
     monkeypatch.setattr(shortcut, "demo_model",
                         lambda device: (load_classifier(tiny_checkpoint, device)[0], {"about": "tiny stand-in"}))
-    args = shortcut.get_args(["--quick", "--n-train", "16", "--epochs", "1", "--n-test", "8", "--out", str(tmp_path),
-                              "--device", "cpu"])
+    args = shortcut.get_args(["--quick", "--n-train", "16", "--n-val", "8", "--epochs", "1", "--n-test", "8",
+                              "--out", str(tmp_path), "--device", "cpu"])
     result = shortcut.main(args)
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"wrote {tmp_path} (report.md, metrics.json")
+    (fig,) = grid.calls  # the CAM figure: a labelled colour bar, and what the green and red outlines are
+    assert fig["shared_colorbar"] and fig["suptitle"]
+    assert [label.split(" ")[0] for label, _ in fig["legend"]] == ["lesion", "L/R"]
+    assert [colour for _, colour in fig["legend"]] == list(shortcut.MASK_COLOURS[:2])
     assert len(result["accuracy"]) == 4  # two models x two test conditions
     regions = {(r["model"], r["method"], r["region"]) for r in result["cam"]}
     assert len(regions) == 8 and (tmp_path / "shortcut_cam.png").exists()
@@ -173,13 +205,21 @@ def test_train_on_a_mura_tree_evaluates_studies_and_body_parts(tmp_path):
     assert set(result["per_body_part"]) == {"XR_SHOULDER", "XR_WRIST"}
 
 
-def test_mura_without_data_root_is_one_line_error():
-    r = run_demo("00_Interpretability", "train", "--dataset", "mura")
+def test_mura_without_data_root_is_one_line_error(tmp_path):
+    r = run_main("00_Interpretability", "train", "--dataset", "mura", "--out", tmp_path / "o")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --dataset mura needs --data-root")
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_shortcut_refuses_data_root_instead_of_ignoring_it(tmp_path):
+    r = run_main("00_Interpretability", "shortcut", "--data-root", tmp_path, "--out", tmp_path / "o")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "unrecognized arguments: --data-root" in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_lse_sharpness_is_one_line_error(tmp_path):
-    r = run_demo("00_Interpretability", "train", "--pooling", "lse", "--lse-r", "0", "--out", str(tmp_path / "o"))
+    r = run_main("00_Interpretability", "train", "--pooling", "lse", "--lse-r", "0", "--out", tmp_path / "o")
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: argument --lse-r: must be a finite number > 0, got 0")
     assert len(r.stderr.strip().splitlines()) == 1
@@ -214,7 +254,7 @@ def test_materialized_renders_the_same_items_in_worker_processes():
     base = BoneXrayPhantom(n=7, size=40, seed=11, confounder=0.5)
     serial, parallel = Materialized(base, workers=0), Materialized(base, workers=2)
     assert len(parallel) == 7
-    for a, b in zip(serial.items, parallel.items):  # same order, same pixels, same labels and metadata
+    for a, b in zip(serial.items, parallel.items, strict=True):  # same order, same pixels, same labels and metadata
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
         assert a["label"] == b["label"] and a["meta"] == b["meta"]
         assert not b["image"].is_shared()  # arrived pickled, not in a shared-memory file

@@ -4,14 +4,26 @@ import argparse
 
 import pytest
 
-from tests.helpers.scripts import load_script, run_script
+from tests.helpers.scripts import load_script, run_main
+from tests.test_interpretability_scripts import Recorder
 
 
-def test_localize_scores_every_method_block_threshold(tiny_checkpoint, tmp_path):
+def test_localize_scores_every_method_block_threshold(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     localize = load_script("01_WeaklySupervised", "localize")
+    grid = Recorder(localize.image_grid)
+    monkeypatch.setattr(localize, "image_grid", grid)
     args = localize.get_args(["--checkpoint", str(tiny_checkpoint), "--n", "5", "--thresholds", "0.2,otsu",
                               "--out", str(tmp_path), "--device", "cpu"])
     result = localize.main(args)
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path} (report.md, metrics.json, localization.png)"
+    # the figure says what its colours are: a legend entry for each outline and box colour drawn, and a colour bar
+    (fig,) = grid.calls
+    legend = dict((colour, label) for label, colour in fig["legend"])
+    assert len(legend) == 3 and fig["shared_colorbar"] and fig["suptitle"]
+    drawn_masks = {localize.MASK_COLOURS[k] for masks in fig["masks"] for k, m in enumerate(masks) if m.any()}
+    drawn_boxes = {localize.BOX_COLOURS[k] for boxes in fig["boxes"] for k, _ in enumerate(boxes)}
+    assert drawn_masks | drawn_boxes <= set(legend)
+    assert "box: lesion box (truth)" in legend[localize.BOX_COLOURS[0]]
     keys = {(r["method"], r["block"], r["threshold"]) for r in result["rows"]}
     assert keys == {("cam", 4, "0.2"), ("cam", 4, "otsu"), ("gradcam", 4, "0.2"), ("gradcam", 4, "otsu"),
                     ("gradcam", 3, "0.2"), ("gradcam", 3, "otsu")}
@@ -39,7 +51,7 @@ def test_repeated_thresholds_are_scored_once():
                                             (["--thresholds", "2"], "argument --thresholds: '2' is neither")])
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(tmp_path, argv, expected):
     out = tmp_path / "out"
-    r = run_script("01_WeaklySupervised", "localize", *argv, "--out", out, "--device", "cpu")
+    r = run_main("01_WeaklySupervised", "localize", *argv, "--out", out, "--device", "cpu")
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
     assert not out.exists()

@@ -1,7 +1,13 @@
 """Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, XGrad-CAM, Eigen-CAM.
 
 One small module per method over :mod:`common.cam.base`; hooks only in :mod:`common.cam.hooks`;
-:func:`explain` computes any set of methods on several layers from one forward and one backward pass.
+:func:`explain` computes any set of methods on several layers from one forward and one backward pass
+(:mod:`common.cam.onepass`). What a target class means: :mod:`common.cam.context`; map post-processing:
+:mod:`common.cam.normalize`; full fp32 inside the pass: :mod:`common.cam.precision`. Around the methods: test-time
+augmentation (:mod:`~common.cam.tta`), scoring against masks (:mod:`~common.cam.scoring`), where a CAM peak's
+evidence lies (:mod:`~common.cam.evidence`), raw maps (:mod:`~common.cam.raw`), the scripts' shared flags
+(:mod:`~common.cam.options`), classifier and input size (:mod:`~common.cam.session`), per-image output names and
+stale outputs (:mod:`~common.cam.outputs`).
 Papers: Zhou et al. 2016 (https://arxiv.org/abs/1512.04150), Selvaraju et al. 2017
 (https://arxiv.org/abs/1610.02391) and those named in each module.
 """

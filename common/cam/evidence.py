@@ -12,13 +12,16 @@ gradient sits on it is a displaced explanation of a model that did use the lesio
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from common.cam import LayerCapture, frozen
-from common.cam.base import linear_head
+from common.cam.context import linear_head, resolve_targets, score_coefficients
+from common.cam.hooks import LayerCapture, frozen
+from common.cam.scoring import region_masks
 from common.models import to_model_input
 
 
@@ -29,30 +32,38 @@ def _distance_to_mask(mask: np.ndarray, y: int, x: int) -> float:
 
 def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 16, region: str = "lesion",
                          target: int = 1) -> dict:
-    """Per abnormal image: (peak distance, evidence distance) in pixels from the CAM peak of class ``target`` (1:
-    abnormal, the logit of a 1-output head) at ``layer``
-    (default: the features the linear head pools) to the region: the lesion mask, or (``region="marker"``)
-    the L/R marker's box (see ``common.cam.scoring.region_masks``). Returns arrays "peak", "evidence".
-    """
-    from common.cam.scoring import region_masks
+    """Per image with the region: (peak distance, evidence distance) in pixels from the CAM peak of class
+    ``target`` at ``layer`` to the region (see :func:`cam_evidence_by_region`). Returns arrays "peak", "evidence"."""
+    return cam_evidence_by_region(model, dataset, device, layer, batch_size, (region,), target)[region]
 
+
+def cam_evidence_by_region(model, dataset, device, layer=None, batch_size: int = 16,
+                           regions: Sequence[str] = ("lesion",), target: int = 1) -> dict:
+    """{region: {"peak": (N,), "evidence": (N,)}} from one forward and one backward pass per batch.
+
+    For each image that has the region: the distance in pixels from the peak of the CAM of class ``target`` at
+    ``layer`` (default: the features the linear head pools) to the region, and that of the input pixel with the
+    largest gradient of the peak value. The region is the lesion mask or (``"marker"``) the L/R marker's box
+    (:func:`common.cam.scoring.region_masks`); the class is scored as every CAM method scores it
+    (:func:`common.cam.context.score_coefficients`: a 1-output head's class 0 is the negated logit).
+    """
     head = linear_head(model)
     if head is None:
         raise ValueError("the model has no linear head (classifier / fc): CAM is undefined")
     layer = layer if layer is not None else model.cam_layers()[4]
-    peak_d, evid_d = [], []
+    peak_d = {r: [] for r in regions}
+    evid_d = {r: [] for r in regions}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        masks = region_masks(batch, region)  # (B, H, W) bool
+        masks = {r: region_masks(batch, r) for r in regions}  # (B, H, W) bool each
         x = to_model_input(batch["image"].to(device)).requires_grad_(True)  # (B, 3, H, W)
         with frozen(model), LayerCapture({"f": layer}) as cap:
             with torch.enable_grad():
-                model(x)
+                logits = model(x)  # (B, K)
                 feats = cap.activations["f"]  # (B, C, h, w)
-                # a 1-output head scores class 1 with +logit, class 0 with -logit; a K-output head: its row
-                w = (head.weight[0] * (1.0 if target == 1 else -1.0) if head.weight.shape[0] == 1
-                     else head.weight[target]).detach()
-                cam = torch.einsum("c,bchw->bhw", w, feats)[:, None]  # (B, 1, h, w)
-                # the peak of the map the CAM methods score (common.cam.base: ReLU, then upsampling), so this
+                coef = score_coefficients(resolve_targets(logits.detach(), target), logits.shape[1])  # (B, K)
+                w = (coef.to(head.weight.dtype) @ head.weight).detach()  # (B, C): CAM's weights (common.cam.cam)
+                cam = torch.einsum("bc,bchw->bhw", w, feats)[:, None]  # (B, 1, h, w)
+                # the peak of the map the CAM methods score (common.cam.normalize: ReLU, then upsampling), so this
                 # pointing game is theirs; its gradient is that of the raw map's value there
                 shown = F.interpolate(cam.clamp_min(0), size=x.shape[-2:], mode="bilinear",
                                       align_corners=False).flatten(1)  # (B, H*W)
@@ -63,18 +74,19 @@ def cam_evidence_offsets(model, dataset, device, layer=None, batch_size: int = 1
                 raw.gather(1, idx[:, None]).sum().backward()
         grad = x.grad.abs().sum(1).cpu().numpy()  # (B, H, W)
         W = x.shape[-1]
-        for i, m in enumerate(masks):
-            if not m.any():
-                continue
-            if flat_map[i]:  # as common.metrics.pointing_game: a flat map points nowhere
-                peak_d.append(np.inf)
-                evid_d.append(np.inf)
-                continue
+        for i in range(len(grad)):
             py, px = divmod(int(idx[i]), W)
             gy, gx = np.unravel_index(int(grad[i].argmax()), grad[i].shape)
-            peak_d.append(_distance_to_mask(m, py, px))
-            evid_d.append(_distance_to_mask(m, int(gy), int(gx)))
-    return {"peak": np.asarray(peak_d), "evidence": np.asarray(evid_d)}
+            for r, m in masks.items():
+                if not m[i].any():
+                    continue
+                if flat_map[i]:  # as common.metrics.pointing_game: a flat map points nowhere
+                    peak_d[r].append(np.inf)
+                    evid_d[r].append(np.inf)
+                    continue
+                peak_d[r].append(_distance_to_mask(m[i], py, px))
+                evid_d[r].append(_distance_to_mask(m[i], int(gy), int(gx)))
+    return {r: {"peak": np.asarray(peak_d[r]), "evidence": np.asarray(evid_d[r])} for r in regions}
 
 
 def summarize_offsets(offsets: dict, tolerance: int) -> dict:

@@ -3,10 +3,9 @@
 Methods: CAM (Zhou et al. 2016, https://arxiv.org/abs/1512.04150), Grad-CAM (Selvaraju et al. 2017,
 https://arxiv.org/abs/1610.02391) and the variants in :data:`common.cam.registry.METHODS`.
 
-Inside :func:`explain` the model is frozen (eval mode, no parameter gradients) and hooked on all layers
-at once; the gradient methods share a single backward pass that stops at the first hooked layer and
-computes no weight gradients. Score-CAM adds its masked forward passes afterwards. Every flag and hook is
-restored on return or on an exception.
+:func:`explain` resolves method names and default layers; the pass itself (the model frozen and hooked on all
+layers at once, one backward shared by the gradient methods, every flag and hook restored) is
+:func:`common.cam.onepass.one_pass`.
 
 Usage::
 
@@ -21,8 +20,9 @@ from typing import Hashable, Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from common.cam.base import BaseCAM, Context, Target, linear_head, normalize_maps, resolve_targets, score_coefficients
-from common.cam.hooks import LayerCapture, frozen
+from common.cam.base import BaseCAM
+from common.cam.context import Target, linear_head
+from common.cam.onepass import one_pass
 from common.cam.registry import METHODS
 
 MethodSpec = Union[str, BaseCAM]
@@ -65,28 +65,4 @@ def explain(model: nn.Module, x: torch.Tensor,
         if not hasattr(model, "cam_layers"):
             raise ValueError("give layers={name: module}; this model has no cam_layers()")
         layers = model.cam_layers()
-    head = head if head is not None else linear_head(model)
-    needs_grad = any(m.uses_gradients for m in methods.values())
-    maps: dict[str, dict[Hashable, torch.Tensor]] = {key: {} for key in methods}
-    with frozen(model):
-        with LayerCapture(layers, track_grad=needs_grad) as capture:
-            with torch.set_grad_enabled(needs_grad):
-                logits = model(x)
-            assert logits.ndim == 2 and logits.shape[0] == x.shape[0], f"need logits (B, K), got {tuple(logits.shape)}"
-            targets = resolve_targets(logits.detach(), target)
-            coef = score_coefficients(targets, logits.shape[1]).to(logits.dtype)
-            # One backward for every layer; the graph is freed right after.
-            grads = capture.gradients((coef * logits).sum()) if needs_grad else {}
-            capture.check_unmodified()
-        acts = {name: capture.activations[name].detach() for name in layers}  # the caller's layer order
-        ctx = Context(model, x.detach(), logits.detach(), targets, coef, head)
-        with torch.no_grad():
-            for key, method in methods.items():
-                for name, a in acts.items():
-                    assert a.ndim == 4, f"layer {name!r} output must be (B, C, h, w), got {tuple(a.shape)}"
-                    if method.applies_to(a, ctx):
-                        raw = method.raw_map(a, grads.get(name), ctx)  # (B, h, w)
-                        maps[key][name] = normalize_maps(raw, tuple(x.shape[-2:]))
-                if not maps[key]:
-                    raise ValueError(f"{key}: no hooked layer qualifies (CAM needs the features the linear head pools)")
-    return ctx.logits, maps
+    return one_pass(model, x, methods, layers, target=target, head=head if head is not None else linear_head(model))

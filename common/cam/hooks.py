@@ -2,10 +2,10 @@
 
 Two context managers, both restoring everything on exit (exceptions included, never swallowed):
 
-* :func:`frozen` -- eval mode and ``requires_grad=False`` on every parameter for the duration, then each
-  module's ``training`` flag and each parameter's flag back as they were. With no parameter needing a
-  gradient, backward never computes weight gradients and the stem before the first hooked layer builds no
-  graph at all.
+* :func:`frozen` -- eval mode, full fp32 precision (:mod:`common.cam.precision`) and ``requires_grad=False`` on
+  every parameter for the duration, then each module's ``training`` flag, each parameter's flag and the precision
+  settings back as they were. With no parameter needing a gradient, backward never computes weight gradients and
+  the stem before the first hooked layer builds no graph at all.
 * :class:`LayerCapture` -- forward hooks on any number of layers at once. They keep each layer's output;
   with ``track_grad`` an output that does not yet carry grad is swapped for a detached leaf that does, so
   one ``torch.autograd.grad`` call (:meth:`LayerCapture.gradients`) returns the gradients of a score with
@@ -24,25 +24,25 @@ from typing import Hashable, Iterator, Mapping
 import torch
 from torch import nn
 
+from common.cam.precision import full_fp32
+
 
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, no parameter gradients and full fp32 precision inside; every flag restored after.
 
-    TF32 is switched off for the duration: on an Ampere/Hopper GPU it changed Layer-CAM maps of an
-    untrained DenseNet by up to 0.1 (of the [0, 1] range) against the CPU; with it off they were equal.
+    The precision settings (TF32 on GPUs, bf16 / TF32 through oneDNN on CPUs) are process-global: see
+    :func:`common.cam.precision.full_fp32`, which restores each exactly as it was.
     """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
+        with full_fp32():
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield model
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         for p, flag in flags:
             p.requires_grad_(flag)
         # Per module, not model.train(mode): a training model may hold deliberately frozen eval-mode parts.
@@ -110,7 +110,7 @@ class LayerCapture:
         self.check_unmodified()
         names = list(self.activations)
         grads = torch.autograd.grad(score, [self.activations[n] for n in names], allow_unused=True)
-        unused = [n for n, g in zip(names, grads) if g is None]
+        unused = [n for n, g in zip(names, grads, strict=True) if g is None]
         if unused:
             raise ValueError(f"the target score does not depend on layers {unused}")
-        return dict(zip(names, grads))
+        return dict(zip(names, grads, strict=True))

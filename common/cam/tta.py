@@ -21,8 +21,9 @@ from typing import Hashable, Mapping
 import torch
 from torch import nn
 
-from common.cam.base import Target, minmax_per_image, resolve_targets
+from common.cam.context import Target, resolve_targets
 from common.cam.explain import explain
+from common.cam.normalize import minmax_per_image
 
 # name -> views, each (dims to flip, input intensity factor); the first view is always the image itself
 TTA: dict[str, tuple[tuple[tuple[int, ...], float], ...]] = {
