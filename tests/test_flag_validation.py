@@ -201,7 +201,7 @@ def test_summarize_runs_names_a_cell_that_is_not_a_number(tmp_path):
     assert row["best epoch"] == 2 and row["best val_dice3d"] == 0.4  # a nan epoch is never the best
 
 
-@pytest.mark.parametrize("folder, name", [(WSS, "localize"), ("MedicalImages", "gallery")])
+@pytest.mark.parametrize("folder, name", [(WSS, "localize"), ("MedicalImages", "gallery"), (INTERP, "shortcut")])
 def test_scripts_that_read_no_dataset_folder_refuse_data_root(capsys, folder, name):
     """--data-root used to be accepted and ignored by the scripts that only use built-in data."""
     with pytest.raises(SystemExit) as stop:
