@@ -196,7 +196,7 @@ def main(args):
             rows.append({**row, "target_class": target, "p_target": p_target, "source": it["source"]})
     classes = {str(c): BINARY_CLASSES[c] for c in BINARY_CLASSES} if n_out == 1 else None
     skipped = [{"source": str(exc.path), "error": exc.message} for exc in unreadable]
-    files += ["report.md", "metrics.json"]
+    files += ["report.md", "tables.json", "metrics.json"]
     result = {"script": SCRIPT, "model": info, "outputs": n_out, "classes": classes, "size": size,
               "methods": list(methods), "blocks": blocks, "tta": args.tta, "images": rows, "unreadable": skipped,
               "notes": notes, "files": files}
@@ -213,7 +213,7 @@ def main(args):
         *[f"**Note:** {n}." for n in notes], markdown_table(rows, columns, name="images"), *unread, panels])
     save_json(ctx.out / "metrics.json", result)
     removed = remove_stale(ctx.out, before, files)
-    print(f"wrote {ctx.out} (report.md, metrics.json and {len(files) - 2} files for {len(rows)} image(s)"
+    print(f"wrote {ctx.out} (report.md, metrics.json and {len(files) - 3} files for {len(rows)} image(s)"
           + (f"; removed {len(removed)} left from the previous run)" if removed else ")"))
     if unreadable:
         for exc in unreadable:
