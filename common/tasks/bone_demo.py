@@ -107,7 +107,7 @@ def demo_model(device: torch.device):
         saved = read_checkpoint(path)
         load_weights(model, saved)
         return model.to(device).eval(), _demo_info(path, saved.get("args", {}), saved.get("metrics", {}))
-    log(f"no --checkpoint given: training the demo DenseNet ({DEMO.arch}) on the bone phantom once (3.3 min on this "
+    log(f"no --checkpoint given: training the demo DenseNet ({DEMO.arch}) on the bone phantom once (4.1 min on this "
         f"project's 2-core CPU, 2026-12-02; 0.6x more if the run must be continued); it is cached at {path} for later "
         "runs (00_Interpretability/train.py --quick trains and caches the same model)")
     work = CACHE / f"bone_demo_v{DEMO_VERSION}_training"  # keeps last.pt, so a killed first use resumes
