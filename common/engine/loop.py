@@ -256,7 +256,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, ste
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if scheduler is not None:
             plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if getattr(scheduler, "wants_metric", plateau):  # a wrapper (common.engine.schedules.SharpnessRamp) may want it too
+            if getattr(scheduler, "wants_metric", plateau):  # a wrapper (schedules.SharpnessRamp) may want it
                 scheduler.step(row.get(cfg.monitor, row["train_loss"]))
             else:
                 scheduler.step()

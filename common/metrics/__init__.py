@@ -12,6 +12,6 @@ from common.metrics.localization import box_iou, energy_pointing_game, mask_to_b
 from common.metrics.segmentation import dice, iou
 
 __all__ = [
-    "accuracy", "auroc", "binary_confusion", "binary_metrics", "box_iou", "cohen_kappa", "dice", "energy_pointing_game", "iou",
-    "mask_to_box", "pointing_game", "sensitivity_specificity",
+    "accuracy", "auroc", "binary_confusion", "binary_metrics", "box_iou", "cohen_kappa", "dice", "energy_pointing_game",
+    "iou", "mask_to_box", "pointing_game", "sensitivity_specificity",
 ]
