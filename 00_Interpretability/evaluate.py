@@ -19,13 +19,13 @@ import numpy as np  # noqa: E402
 from common.cam.evidence import cam_evidence_offsets, summarize_offsets  # noqa: E402
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cam.scoring import pointing_tolerance, score_dataset  # noqa: E402
-from common.cam.session import load_explained  # noqa: E402
 from common.cli import add_common_args, float_range, int_at_least, make_parser, parse_args  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import MIN_INPUT_SIZE, block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_session import load_explained  # noqa: E402
 from common.viz import HEATMAP_LABEL, MASK_COLOURS, image_grid  # noqa: E402
 
 GOAL_POINTING = 0.8

@@ -26,7 +26,6 @@ from common.cam.context import class_probabilities, resolve_targets  # noqa: E40
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cam.outputs import output_stems, remove_stale, written_before  # noqa: E402
 from common.cam.raw import KeepRaw  # noqa: E402
-from common.cam.session import load_explained  # noqa: E402
 from common.cam.tta import explain_tta  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser, set_help  # noqa: E402
 from common.data.geometry import back_to_original, to_square  # noqa: E402
@@ -35,6 +34,7 @@ from common.io import list_images, read_image, save_image, save_json, save_npz  
 from common.models import MIN_INPUT_SIZE, block_layers, to_model_input  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import log, setup_run  # noqa: E402
+from common.tasks.bone_session import load_explained  # noqa: E402
 from common.viz import HEATMAP_LABEL, MASK_COLOURS, image_grid, overlay  # noqa: E402
 
 SCRIPT = "gradcam.py"

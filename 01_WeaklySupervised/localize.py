@@ -21,7 +21,6 @@ import numpy as np  # noqa: E402
 
 from common.cam.options import add_cam_args, check_methods_layers, parse_layers, parse_methods  # noqa: E402
 from common.cam.scoring import explained_batches  # noqa: E402
-from common.cam.session import load_explained  # noqa: E402
 from common.cli import add_common_args, int_at_least, make_parser, parse_args  # noqa: E402
 from common.data.phantoms import BoneXrayPhantom  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
@@ -30,6 +29,7 @@ from common.metrics import box_iou, iou, mask_to_box  # noqa: E402
 from common.models import MIN_INPUT_SIZE, block_layers  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import setup_run  # noqa: E402
+from common.tasks.bone_session import load_explained  # noqa: E402
 from common.viz import BOX_COLOURS, HEATMAP_LABEL, MASK_COLOURS, image_grid  # noqa: E402
 from common.weak.boxes import localize  # noqa: E402
 

@@ -426,7 +426,7 @@ def test_remove_stale_leaves_paths_outside_the_folder_alone(tmp_path):
 
 @pytest.mark.parametrize("user_image", [True, False])
 def test_the_demo_model_on_a_user_image_says_once_what_it_has_seen(tmp_path, monkeypatch, user_image):
-    from common.cam import session
+    from common.tasks import bone_session as session
     from common.tasks.bone_demo import load_classifier
 
     ckpt = tiny_checkpoint_with(tmp_path / "k1.pt", 1)

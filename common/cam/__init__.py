@@ -6,8 +6,8 @@ One small module per method over :mod:`common.cam.base`; hooks only in :mod:`com
 :mod:`common.cam.normalize`; full fp32 inside the pass: :mod:`common.cam.precision`. Around the methods: test-time
 augmentation (:mod:`~common.cam.tta`), scoring against masks (:mod:`~common.cam.scoring`), where a CAM peak's
 evidence lies (:mod:`~common.cam.evidence`), raw maps (:mod:`~common.cam.raw`), the scripts' shared flags
-(:mod:`~common.cam.options`), classifier and input size (:mod:`~common.cam.session`), per-image output names and
-stale outputs (:mod:`~common.cam.outputs`).
+(:mod:`~common.cam.options`), per-image output names and stale outputs (:mod:`~common.cam.outputs`); the classifier
+and input size the bone scripts explain: :mod:`common.tasks.bone_session`.
 Papers: Zhou et al. 2016 (https://arxiv.org/abs/1512.04150), Selvaraju et al. 2017
 (https://arxiv.org/abs/1610.02391) and those named in each module.
 """

@@ -4,7 +4,7 @@
 of :mod:`common.tasks.bone_demo`; the input side from ``--size``, else the size the checkpoint records, else
 ``DEFAULT_SIZE``; and the class flags (``--target-class``, ``--abnormal-class``) checked against the head. Bad input
 is one :class:`common.errors.InputError`. Call it inside ``ctx.removing_out_on_error()`` so a wrong checkpoint
-leaves no empty --out behind. (It imports the demo's task module, the only ``common.cam`` module that does.)
+leaves no empty --out behind. It sits with the demo's task modules because it falls back on the demo model.
 """
 
 from __future__ import annotations
