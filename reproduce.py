@@ -41,7 +41,8 @@ from common.report import write_report as write_demo_report  # noqa: E402
 class Demo:
     script: str  # relative to the repository root
     about: str
-    quick: list[str] = field(default_factory=list)  # extra flags with --quick
+    # Extra flags with --quick / without it; "{results}" stands for the run's results folder (another demo's output).
+    quick: list[str] = field(default_factory=list)
     full: list[str] = field(default_factory=list)  # extra flags without it
 
 
@@ -64,7 +65,8 @@ DEMOS: dict[str, Demo] = {
                            quick=["--table"], full=["--table"]),
     "wss-pseudolabel": Demo("01_WeaklySupervised/train_pseudolabel.py", "pseudo masks (region growing) from weak "
                             "labels -> ENet -> DenseCRF / polar graph search / GrabCut, the survey's framework",
-                            quick=["--table"], full=["--table"]),
+                            quick=["--table", "--compare-sizeloss", "{results}/wss-size-table/table.json"],
+                            full=["--table", "--compare-sizeloss", "{results}/wss-size-table/table.json"]),
     "wsol-localize": Demo("01_WeaklySupervised/localize.py", "lesion boxes from CAM thresholds, scored against "
                           "the true lesions"),
 }
@@ -100,6 +102,8 @@ def run_demo(name: str, demo: Demo, args) -> dict:
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     flags = (["--quick"] + demo.quick) if args.quick else demo.full
+    results = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
+    flags = [f.replace("{results}", str(results)) for f in flags]  # another demo's output, e.g. a table to compare
     cmd = [sys.executable, demo.script, "--out", str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
            "--device", args.device, *flags]
     shown = "python " + " ".join(shlex.quote(c) for c in cmd[1:])

@@ -34,6 +34,7 @@ from common.metrics import dice  # noqa: E402
 from common.report import markdown_table, write_report  # noqa: E402
 from common.runtime import log, setup_run  # noqa: E402
 from common.sweep import Run, aggregate, grid, mean_std, sweep  # noqa: E402
+from common.tasks.lv_frameworks import size_rows  # noqa: E402
 from common.tasks.lv_pseudolabel import (  # noqa: E402
     FULL,
     QUICK,
@@ -119,6 +120,9 @@ def get_args(argv=None):
     p.add_argument("--weaks", type=comma_list(tuple(WEAK_KINDS)), default=None,
                    help="with --table: weak labels (default: erosion,random with --quick, all four without)")
     p.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds per table row (default 1 quick, 3 full)")
+    p.add_argument("--compare-sizeloss", type=Path, default=None, metavar="TABLE_JSON",
+                   help="with --table: the table.json of train_sizeloss.py --table on the same volumes; its best "
+                        "size-constrained row for each weak label joins the table")
     p.add_argument("--jobs", type=int_at_least(1), default=None,
                    help="table runs at once in worker processes (default: with --quick every run, at most two a CPU "
                         "core, one thread each; else 1)")
@@ -130,7 +134,8 @@ def get_args(argv=None):
         if args.dataset == "phantom" and getattr(args, key) < 1:
             p.error(f"argument --{key.replace('_', '-')}: the phantom needs at least 1 volume, got "
                     f"{getattr(args, key)} (0 = all is for --dataset acdc)")
-    table_only = [f"--{k}" for k in ("weaks", "seeds", "jobs") if getattr(args, k) is not None]
+    table_only = [f"--{k.replace('_', '-')}" for k in ("weaks", "seeds", "jobs", "compare_sizeloss")
+                  if getattr(args, k) is not None]
     if table_only and not args.table:
         p.error(f"argument {table_only[0]}: only with --table (one run trains --weak / --target with --seed)")
     args.seeds = args.seeds or (1 if args.quick else 3)
@@ -249,6 +254,7 @@ def run_table(args, cfg: PipelineConfig, device) -> dict:
                     threads=args.threads, resume=args.resume,
                     describe_metrics=lambda m: ", ".join(f"{k} {v:.3f}" for k, v in m["dice3d"].items()))
     rows = table_rows(results, cfg)
+    compared = size_rows(args.compare_sizeloss, cfg, args.weaks) if args.compare_sizeloss else []
     fs = next((r["mean"] for r in rows if r["config"] == "fs" and r["key"] == "enet"), float("nan"))  # nan: failed
     goals = {}
     for config in dict.fromkeys(r.run.config for r in results):
@@ -265,7 +271,7 @@ def run_table(args, cfg: PipelineConfig, device) -> dict:
                             args.out / f"stages_{w}.png", f"{cfg.pseudo.method} pseudo masks from {w} labels -> ENet "
                             f"-> post-processing (validation volumes, seed {args.seed})") for w in args.weaks]
     cols = ["stage", "weak", "mean", "std", "n_seeds", "survey ACDC"]  # JSON rows of tables.json: these keys
-    md = markdown_table(rows, cols, name="table")
+    md = markdown_table(rows + compared, cols, name="table")
     spread = f"mean ± sample std over {args.seeds} seeds" if args.seeds > 1 else "one seed, so no spread"
     lines = []
     for config, g in goals.items():
@@ -277,6 +283,13 @@ def run_table(args, cfg: PipelineConfig, device) -> dict:
             lines.append(f"{config}: DenseCRF (chosen on tune volumes) - ENet {gain['mean']:+.3f}{spread_txt}; "
                          f"over full supervision: ENet {ratio['enet']:.2f}, + DenseCRF {ratio['crf']:.2f}, "
                          f"+ graph search {ratio['polar']:.2f}.")
+    for row in compared:
+        pipeline = {r["key"]: r["mean"] for r in rows if r["weak"] == row["weak"] and r["config"] != "fs"}
+        if pipeline:
+            stage, best = max(pipeline.items(), key=lambda kv: kv[1])
+            lines.append(f"{row['weak']} labels: the best pseudo-label stage ({stage_name(stage, cfg.pseudo)}) "
+                         f"{best:.3f} vs the best size-constrained ENet ({row['variant']}) {row['mean']:.3f}: the "
+                         f"{'pseudo-label pipeline' if best > row['mean'] else 'size loss'} wins here.")
     write_report(args.out, f"Pseudo labels -> ENet -> DenseCRF / graph search, {args.dataset} ({args.size} px)", [
         f"Command: `{args.command}` ({seconds / 60:.1f} min, {args.jobs} run(s) at a time). 3D Dice of the LV per "
         f"scored validation volume ({cfg.n_val or 'all'} volumes; {spread}); ENet's epoch "
@@ -285,7 +298,8 @@ def run_table(args, cfg: PipelineConfig, device) -> dict:
         "authors' ACDC demo (region growing k = 3 on eroded seeds -> ENet, then DenseCRF sxy 3, schan 10).",
         md, *lines, *[f"![stages {w}]({f.name})" for w, f in zip(args.weaks, figures, strict=True) if f]])
     keys = ("stage", "weak", "mean", "std", "n_seeds", "3D Dice", "config", "key", "values")
-    table = {"rows": [{k: r[k] for k in keys} for r in rows], "goals": goals, "fs_dice3d": fs, "failed": failed,
+    table = {"rows": [{k: r[k] for k in keys} for r in rows], "sizeloss_rows": compared, "goals": goals,
+             "fs_dice3d": fs, "failed": failed,
              "seconds": round(seconds, 1), "command": args.command, "quick": args.quick, "jobs": args.jobs,
              "chosen": {f"{r.run.config}/seed{r.run.seed}": r.metrics.get("chosen", {}).get("crf") for r in results
                         if r.ok}}
@@ -312,6 +326,8 @@ def main(args):
     cfg = pipeline_config(args)
     # Bad data (no seed in a volume, image / mask sizes that differ) is found before anything is written.
     check_inputs(cfg, (args.weaks if args.table else (args.weak,)), args.seed)
+    if args.table and args.compare_sizeloss:
+        size_rows(args.compare_sizeloss, cfg, args.weaks)  # missing, not a size table, or other volumes: say so now
     ctx = setup_run(args)
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu" and args.threads and not (args.table and args.jobs > 1):

@@ -41,8 +41,12 @@ def _must_not_run(*args, **kwargs):  # module level: the sweep runner takes func
 
 
 def test_table_rows_are_mean_and_sample_std_of_the_runs(script, tmp_path, monkeypatch):
+    sizes = tmp_path / "sizeloss.json"  # the size-loss demo's table on the same volumes
+    config = {"dataset": "phantom", "size": 32, "n_train": 1, "n_val": 1, "label": 3}
+    sizes.write_text(json.dumps({"runs": [{"variant": "presize", "weak": "erosion", "seed": s, "last_dice3d": d,
+                                           "config": config} for s, d in ((0, 0.5), (1, 0.7))]}))
     argv = [*TINY, "--table", "--weaks", "erosion", "--seeds", "2", "--jobs", "1", "--no-tune", "--graph", "polar",
-            "--out", str(tmp_path)]
+            "--compare-sizeloss", str(sizes), "--out", str(tmp_path)]
     out = script.main(script.get_args(argv))
     table = json.loads((tmp_path / "table.json").read_text())
     assert table["failed"] == [] and out["rows"] == table["rows"]
@@ -58,6 +62,9 @@ def test_table_rows_are_mean_and_sample_std_of_the_runs(script, tmp_path, monkey
     tables = json.loads((tmp_path / "tables.json").read_text())["table"]  # the README block is rendered from it
     assert tables["columns"] == ["stage", "weak", "mean", "std", "n_seeds", "survey ACDC"]
     assert "0.6850" in {r["survey ACDC"] for r in tables["rows"]} and (tmp_path / "stages_erosion.png").exists()
+    compared = tables["rows"][-1]  # the size-constrained row closes the table
+    assert compared["stage"].startswith("ENet + size loss (presize") and compared["mean"] == pytest.approx(0.6)
+    assert "wins here" in (tmp_path / "report.md").read_text()
     gain = table["goals"]["region_erosion"]["crf_gain"]
     by_seed = [runs[("region_erosion", s)]["dice3d"]["crf"] - runs[("region_erosion", s)]["dice3d"]["enet"]
                for s in (0, 1)]
@@ -103,6 +110,7 @@ def _volumes(lv_in_first_only=False, label_width=32):
     ("unknown stage", ["--stages", "pseudo,watershed"], "argument --stages: unknown or no name(s) ['watershed']"),
     ("unknown graph method", ["--graph", "snake"], "argument --graph: unknown or no name(s) ['snake']"),
     ("table flag alone", ["--seeds", "2"], "argument --seeds: only with --table"),
+    ("no size table", ["--table", "--compare-sizeloss", "nowhere.json"], "size-loss table nowhere.json not found"),
     ("size", ["--size", "60"], "--size 60 is not usable"),
     ("no seed pixels", ["--no-tune"], "volume 1: no slice of the volume has a seed pixel or a box"),
     ("size mismatch", [], "volume 0: image (3, 32, 32) and labels (3, 32, 24) must both be (D, H, W)"),

@@ -59,3 +59,16 @@ def test_only_resume_and_unknown_names(demos, capsys):
 def test_every_registered_script_exists():
     for name, demo in reproduce.DEMOS.items():
         assert (reproduce.ROOT / demo.script).is_file(), name
+
+
+def test_every_demo_s_flags_parse_in_both_modes(tmp_path):
+    """A typo in a DEMOS flag list would only show as a failed demo after minutes of reproduce.py; parse them now."""
+    from tests.helpers.scripts import load_script
+
+    for name, demo in reproduce.DEMOS.items():
+        folder, script = demo.script.rsplit("/", 1)
+        module = load_script(folder, script.removesuffix(".py"))
+        for flags in (["--quick", *demo.quick], demo.full):
+            flags = [f.replace("{results}", str(tmp_path)) for f in flags]
+            args = module.get_args(["--out", str(tmp_path / name), "--device", "cpu", *flags])
+            assert args.quick == ("--quick" in flags), name
