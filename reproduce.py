@@ -69,6 +69,19 @@ DEMOS: dict[str, Demo] = {
                             full=["--table", "--compare-sizeloss", "{results}/wss-size-table/table.json"]),
     "wsol-localize": Demo("01_WeaklySupervised/localize.py", "lesion boxes from CAM thresholds, scored against "
                           "the true lesions"),
+    "interpretability-segmentation": Demo("00_Interpretability/explain_segmentation.py", "where an LV ENet looks: "
+                                          "SEG-Grad-CAM and the CAM family scored by energy inside LV + myocardium"),
+    "transfer-domain": Demo("02_TransferLearning/domain_adaptation.py", "optic disc / cup across two fundus cameras: "
+                            "source only, AdaBN, histogram matching, adversarial (pOSAL, DANN) vs the target oracle"),
+    "active-learning": Demo("03_ActiveLearning/active_learning.py", "pool-based active learning on the bone phantom: "
+                            "random, uncertainty, BALD / BatchBALD, core-set, BADGE, TypiClust ... by the labels they "
+                            "need to reach 95 % of the full-pool AUROC"),
+    "misc-augmentation": Demo("04_Miscellaneous/augmentation.py", "geometric / intensity (MONAI bias field, gamma) / "
+                              "mixup-CutMix augmentation vs none across n: SmallCNN on bone, U-Net on the LV"),
+    "misc-domain-knowledge": Demo("04_Miscellaneous/domain_knowledge.py", "clinicians' priors (one LV component, "
+                                  "convexity, size, compactness, cup in disc, polar transform) vs a plain U-Net"),
+    "misc-attention": Demo("04_Miscellaneous/attention.py", "squeeze-and-excitation / CBAM in a small CNN (bone) and "
+                           "attention gates in a U-Net (LV) across n; attention maps vs CAM by pointing game"),
 }
 
 

@@ -14,7 +14,6 @@ Usage: python 01_WeaklySupervised/train_pseudolabel.py --weak erosion --quick
        python 01_WeaklySupervised/train_pseudolabel.py --table --quick
 """
 
-import argparse
 import functools
 import os
 import shlex
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.cli import add_common_args, float_range, int_at_least, make_parser, parse_args  # noqa: E402
+from common.cli import add_common_args, comma_list, float_range, int_at_least, make_parser, parse_args  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.metrics import dice  # noqa: E402
@@ -55,20 +54,6 @@ from common.weak.pseudo import PSEUDO_METHODS, PseudoConfig  # noqa: E402
 
 DATASETS = ("phantom", "acdc")
 
-
-def comma_list(choices):
-    """argparse ``type=`` for a comma list of names out of ``choices`` (unknown names: argparse's one-line error)."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(n.strip() for n in text.split(",") if n.strip())
-        unknown = [n for n in names if n not in choices]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown or no name(s) {unknown or text!r}; choose from "
-                                             f"{', '.join(choices)}")
-        return names
-
-    parse.__name__ = "comma list"
-    return parse
 
 
 def get_args(argv=None):

@@ -9,7 +9,13 @@ reference implementation: pytorch-grad-cam (https://github.com/jacobgil/pytorch-
 (b) Score-CAM at block 4: both libraries on the same fixed channel subset at --size, and exact (all
     1664 channels, ~1664 forward passes per image) at the smaller --exact-size; our top-k mode there:
     seconds/image and Pearson correlation with our exact map;
-(c) batched throughput (images/s) of ours and theirs.
+(c) batched throughput (images/s) of ours and theirs;
+(d) the floor beside each of our one-pass rows -- a bare forward + backward to the earliest explained layer with no
+    parameter gradients, the cost no method can beat -- for 2D (DenseNet, CAM + Grad-CAM, four blocks), 3D (a small
+    3D CNN on a volume, Grad-CAM + Layer-CAM + HiResCAM, four blocks) and a segmentation target (ENet, SEG-Grad-CAM
+    of the predicted LV class, Grad-CAM + Layer-CAM + HiResCAM, four stages), each against pytorch-grad-cam's
+    Grad-CAM called once per layer. (d) is timed in CPU seconds of this process (``time.process_time``, one thread),
+    which other work on a shared machine does not inflate; ``--rows-only`` runs only (d).
 Weights are random (seeded) -- nothing can be downloaded -- and inputs are smooth synthetic blobs.
 Prints markdown tables and writes metrics.json, report.md and tables.json under --out (the README's speed table is
 the generated block ``results:benchmarks/results/cam_speed/speed``). Usage::
@@ -17,6 +23,7 @@ the generated block ``results:benchmarks/results/cam_speed/speed``). Usage::
     python benchmarks/cam_speed.py --quick
     python benchmarks/cam_speed.py --out benchmarks/results/cam_speed                       (the committed run)
     python benchmarks/cam_speed.py --from-json benchmarks/results/cam_speed/metrics.json    (tables again, no timing)
+    python benchmarks/cam_speed.py --rows-only --out benchmarks/results/cam_speed/floor        (the floor rows, (d))
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cam import ScoreCAM, explain  # noqa: E402
+from common.cam import ScoreCAM, SegmentationTarget, explain  # noqa: E402
+from common.cam.context import make_scorer  # noqa: E402
+from common.cam.hooks import LayerCapture, frozen  # noqa: E402
 from common.cli import OneLineErrorParser, int_at_least  # noqa: E402
 from common.errors import InputError, cli_main  # noqa: E402
 from common.io.atomic import save_json  # noqa: E402
-from common.report import markdown_table, write_report  # noqa: E402
 from common.models import ARCHS, MIN_INPUT_SIZE, block_layers, build_densenet  # noqa: E402
+from common.models.enet import ENet  # noqa: E402
+from common.report import markdown_table, write_report  # noqa: E402
 
 
 def get_args(argv=None):
@@ -59,6 +69,9 @@ def get_args(argv=None):
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
     p.add_argument("--out", default="runs/cam_speed", help="folder for metrics.json, report.md and tables.json")
+    p.add_argument("--rows-only", action="store_true", help="time only (d): the one-pass rows beside their floor")
+    p.add_argument("--volume", type=size, default=48, help="(d) 3D row: volume side")
+    p.add_argument("--seg-size", type=size, default=256, help="(d) segmentation row: ENet input side")
     p.add_argument("--from-json", type=Path, default=None,
                    help="time nothing: write the report and tables of an earlier run's metrics.json (into its folder)")
     return p.parse_args(argv)
@@ -108,6 +121,97 @@ def corr(a, b):
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
 
 
+def cpu_per_call(fn, x, repeats: int) -> float:
+    """CPU seconds of this process per call of fn(x), after one warm-up call (contention does not inflate it)."""
+    fn(x)
+    start = time.process_time()
+    for _ in range(repeats):
+        fn(x)
+    return (time.process_time() - start) / repeats
+
+
+def floor_pass(model, x, earliest, target):
+    """The floor of every one-pass row: forward, then backward from the target score to the earliest explained
+    layer only, no parameter gradients (what one_pass cannot avoid doing)."""
+    with frozen(model), LayerCapture({0: earliest}, track_grad=True) as capture:
+        out = model(x)
+        scorer, _, _ = make_scorer(out.detach(), target)
+        return capture.gradients(scorer(out).sum())
+
+
+class Small3D(torch.nn.Module):
+    """A small 3D CNN classifier: four conv blocks (the explained layers) at 1, 1/2, 1/4, 1/8 of the volume."""
+
+    def __init__(self, width=16, classes=2):
+        super().__init__()
+        chans = [1, width, 2 * width, 4 * width, 8 * width]
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(
+            torch.nn.MaxPool3d(2) if k else torch.nn.Identity(), torch.nn.Conv3d(chans[k], chans[k + 1], 3, padding=1),
+            torch.nn.BatchNorm3d(chans[k + 1]), torch.nn.ReLU()) for k in range(4))
+        self.fc = torch.nn.Linear(chans[-1], classes)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x.mean((2, 3, 4)))
+
+
+def floor_rows(args, pg, device) -> dict:
+    """(d): ours / floor / theirs (Grad-CAM once per layer) in CPU s per call, for the 2D, 3D and segmentation rows."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
+
+    gen = torch.Generator().manual_seed(args.seed)
+    rows = {}
+    repeats = max(args.images, 1)
+
+    def row(name, model, x, layers, methods, target, their_targets):
+        earliest = next(iter(layers.values()))  # the layers are given in forward order
+
+        def theirs(x_):
+            for layer in layers.values():
+                with pg.GradCAM(model, [layer]) as cam:
+                    cam(x_, their_targets)
+            model.zero_grad(set_to_none=True)
+
+        r = {"ours_s": cpu_per_call(lambda x_: explain(model, x_, methods, layers, target=target), x, repeats),
+             "floor_s": cpu_per_call(lambda x_: floor_pass(model, x_, earliest, target), x, repeats),
+             "theirs_s": cpu_per_call(theirs, x, repeats), "methods": list(methods), "layers": len(layers),
+             "input": list(x.shape)}
+        rows[name] = r
+        log_row(name, r)
+
+    torch.manual_seed(args.seed)
+    dense = build_densenet(args.arch, num_outputs=1).to(device).eval()
+    x2 = blobs(1, args.size, gen).to(device)
+    row("2D", dense, x2, block_layers(dense), ("cam", "gradcam"), 1, [BinaryTarget(1)])
+    vol = Small3D().to(device).eval()
+    x3 = torch.randn(1, 1, args.volume, args.volume, args.volume, generator=gen).to(device)
+    row("3D", vol, x3, {k: b for k, b in enumerate(vol.blocks)}, ("gradcam", "layercam", "hirescam"), 1,
+        [ClassifierOutputTarget(1)])
+    enet = ENet(in_channels=1, num_classes=2).to(device).eval()
+    xs = blobs(1, args.seg_size, gen)[:, :1].to(device)
+    with torch.no_grad():
+        pred = (enet(xs).argmax(1)[0] == 1).float().cpu().numpy()
+    row("segmentation", enet, xs, {k: getattr(enet, k) for k in ("stage1", "stage3", "stage4", "stage5")},
+        ("gradcam", "layercam", "hirescam"), SegmentationTarget(1), [SemanticSegmentationTarget(1, pred)])
+    return rows
+
+
+def log_row(name, r):
+    print(f"(d) {name}: ours {r['ours_s']:.3f} s, floor {r['floor_s']:.3f} s ({r['ours_s'] / r['floor_s']:.2f}x), "
+          f"theirs {r['theirs_s']:.3f} s ({r['theirs_s'] / r['ours_s']:.2f}x faster)", flush=True)
+
+
+def floor_table(rows: dict):
+    return markdown_table([{"row": f"{name}: {'+'.join(r['methods'])}, {r['layers']} layers, input "
+                                   f"{'x'.join(map(str, r['input'][2:]))}",
+                            "ours CPU s": r["ours_s"], "floor CPU s": r["floor_s"],
+                            "ours / floor": f"{r['ours_s'] / r['floor_s']:.2f}x", "goal (floor)": "<= 1.1x",
+                            "theirs Grad-CAM, per layer, CPU s": r["theirs_s"],
+                            "speed-up vs theirs": f"{r['theirs_s'] / r['ours_s']:.2f}x", "goal (theirs)": ">= 4x"}
+                           for name, r in rows.items()], name="floor")
+
+
 def main(args):
     import pytorch_grad_cam as pg  # benchmark-only dependency (requirements-dev.txt)
 
@@ -121,6 +225,19 @@ def main(args):
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     print("resolved arguments:", json.dumps({**vars(args), "device": str(device)}))
+
+    if args.rows_only:
+        rows = floor_rows(args, pg, device)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        save_json(out / "metrics.json", {"args": {**saved, "device": str(device)}, "results": {"floor": rows}})
+        setting = (f"CPU seconds per call (time.process_time, {args.threads} thread(s)), {args.images} call(s) after a "
+                   "warm-up; floor = forward + backward to the earliest explained layer, no parameter gradients")
+        table = floor_table(rows)
+        write_report(out, "common.cam one-pass rows beside their floor", [setting, table])
+        print("\n".join(["", setting, "", table]))
+        return rows
 
     model = build_densenet(args.arch, num_outputs=1).to(device).eval()
     if args.subset > model.num_features:  # np.linspace would repeat channels: fewer scored than asked
@@ -189,9 +306,10 @@ def main(args):
         for rank_by in ("activation", "gradient"):
             method = ScoreCAM(top_k=k, rank_by=rank_by, batch_size=args.scorecam_batch)
             key = f"topk{k}_{rank_by}"
-            t_k, approx = timed(lambda: method(model, ex, model.relu, target=target), device)
+            t_k, approx = timed(lambda m=method: m(model, ex, model.relu, target=target), device)
             r[f"{key}_s"] = t_k / len(ex)
-            r[f"{key}_corr_exact"] = float(np.mean([corr(a.cpu(), b.cpu()) for a, b in zip(approx, exact)]))
+            pairs = zip(approx, exact, strict=True)
+            r[f"{key}_corr_exact"] = float(np.mean([corr(a.cpu(), b.cpu()) for a, b in pairs]))
 
     # (c) ---------------------------------------------------------------- batched throughput
     xb = xs[: args.batch_size]
@@ -250,6 +368,10 @@ def main_or_tables(args):
     if not args.from_json.is_file():
         raise InputError("no such file (--from-json)", path=args.from_json, hint="pass a metrics.json of cam_speed.py")
     metrics = json.loads(args.from_json.read_text())
+    if "floor" in metrics["results"]:
+        write_report(args.from_json.parent, "common.cam one-pass rows beside their floor",
+                     [floor_table(metrics["results"]["floor"])])
+        return metrics["results"]
     report(metrics["results"], metrics["args"], args.from_json.parent)
     return metrics["results"]
 

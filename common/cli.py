@@ -123,3 +123,19 @@ def parse_args(parser: argparse.ArgumentParser, argv=None, quick: dict | None = 
             assert not unknown, f"quick defaults for flags the parser lacks: {unknown}"
             parser.set_defaults(**quick)
     return parser.parse_args(argv)
+
+
+def comma_list(choices, what: str = "name(s)"):
+    """argparse ``type=`` for a comma list of names out of ``choices``, duplicates dropped, order kept; an unknown
+    or empty list is argparse's one-line error (``argument --x: unknown or no name(s) [...]; choose from ...``)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown or no {what} {unknown or text!r}; choose from "
+                                             f"{', '.join(choices)}")
+        return names
+
+    parse.__name__ = "comma list"
+    return parse

@@ -168,9 +168,9 @@ def setup_run(args) -> RunContext:
     distributed = init_distributed(device)
     # Each rank gets its own stream of randomness for augmentation; model init is synced by DDP.
     seed_everything(int(getattr(args, "seed", 0)) + get_rank(), getattr(args, "deterministic", False))
-    wanted = Path(os.path.abspath(Path(getattr(args, "out")).expanduser()))  # ".." resolved, as mkdir walks it
+    wanted = Path(os.path.abspath(Path(args.out).expanduser()))  # ".." resolved, as mkdir walks it
     created = tuple(p for p in (wanted, *wanted.parents) if not p.exists())  # deepest first
-    out = make_out_dir(getattr(args, "out"))
+    out = make_out_dir(args.out)
     log("arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
     log(f"device: {device}" + (f" (DDP, world size {get_world_size()})" if distributed else ""))
     return RunContext(device, out, distributed, get_rank(), get_world_size(), created)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from common.cam import CAM, METHODS, EigenCAM, GradCAM, LayerCapture, ScoreCAM, explain, frozen
+from common.cam.registry import EXTRA_PASSES
 from common.models import block_layers, build_densenet, to_model_input
 
 pg = pytest.importorskip("pytorch_grad_cam")
@@ -186,7 +187,7 @@ def test_one_forward_one_backward_no_parameter_grads():
 
     handles = [model.register_forward_pre_hook(on_forward),
                model.features.denseblock4.register_full_backward_hook(on_backward)]
-    methods = [m for m in METHODS if m != "scorecam"]
+    methods = [m for m in METHODS if m not in EXTRA_PASSES]  # Score-CAM, Ablation-CAM: a forward pass per channel
     _, maps = explain(model, x, methods=methods, layers=block_layers(model))
     for h in handles:
         h.remove()

@@ -28,12 +28,13 @@ from common.cam.context import (
 from common.cam.normalize import minmax_per_image, normalize_maps
 from common.cam.onepass import one_pass
 
-__all__ = ["BaseCAM", "WeightedCAM", "Context", "Target", "class_probabilities", "linear_head", "resolve_targets",
+__all__ = ["BaseCAM", "WeightedCAM", "spatial_dims",
+           "Context", "Target", "class_probabilities", "linear_head", "resolve_targets",
            "score_coefficients", "minmax_per_image", "normalize_maps"]
 
 
 class BaseCAM:
-    """A CAM method: one layer's activations (+ gradients) -> raw (B, h, w) map before ReLU."""
+    """A CAM method: one layer's activations (+ gradients) -> raw (B, *s) map before ReLU (2D or 3D)."""
 
     name = "base"
     uses_gradients = True
@@ -43,11 +44,12 @@ class BaseCAM:
         return True
 
     def raw_map(self, acts: torch.Tensor, grads: torch.Tensor | None, ctx: Context) -> torch.Tensor:
+        """acts, grads (B, C, *s) with s = (h, w) or (d, h, w) -> raw map (B, *s)."""
         raise NotImplementedError
 
     def __call__(self, model: nn.Module, x: torch.Tensor, layers: nn.Module | Mapping[Hashable, nn.Module],
                  target: Target = None):
-        """Maps for one method: (B, H, W) for a single layer module, {name: (B, H, W)} for a mapping."""
+        """Maps for one method: (B, *S) for a single layer module, {name: (B, *S)} for a mapping (S = x's spatial)."""
         single = isinstance(layers, nn.Module)
         _, maps = one_pass(model, x, {self.name: self}, {0: layers} if single else dict(layers), target=target,
                            head=linear_head(model))
@@ -63,4 +65,9 @@ class WeightedCAM(BaseCAM):
     def raw_map(self, acts, grads, ctx):
         w = self.weights(acts, grads, ctx)  # (B, C)
         assert w.shape == acts.shape[:2], f"weights {tuple(w.shape)} vs activations {tuple(acts.shape)}"
-        return torch.einsum("bc,bchw->bhw", w.to(acts.dtype), acts)  # (B, h, w)
+        return torch.einsum("bc,bc...->b...", w.to(acts.dtype), acts)  # (B, *s)
+
+
+def spatial_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """The spatial dimensions of a (B, C, *s) tensor: (2, 3) in 2D, (2, 3, 4) in 3D."""
+    return tuple(range(2, t.ndim))

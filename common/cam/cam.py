@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from common.cam.base import Context, WeightedCAM
+from common.cam.base import Context, WeightedCAM, spatial_dims
 
 
 class CAM(WeightedCAM):
@@ -26,10 +26,10 @@ class CAM(WeightedCAM):
     def applies_to(self, acts: torch.Tensor, ctx: Context) -> bool:
         # Checked numerically rather than by module identity: the layer is the right one exactly when
         # pooling its output and applying the head reproduces the logits.
-        if ctx.head is None or acts.ndim != 4 or acts.shape[1] != ctx.head.in_features:
+        if ctx.head is None or ctx.coef is None or acts.ndim < 3 or acts.shape[1] != ctx.head.in_features:
             return False
         head_logits = getattr(ctx.model, "head_logits", None)  # DenseNetClassifier: average or log-sum-exp pool
-        logits = head_logits(acts) if head_logits is not None else ctx.head(acts.mean((2, 3)))  # (B, K)
+        logits = head_logits(acts) if head_logits is not None else ctx.head(acts.mean(spatial_dims(acts)))  # (B, K)
         tol = 1e-4 * (1.0 + ctx.logits.abs().max().item())
         return logits.shape == ctx.logits.shape and torch.allclose(logits, ctx.logits, rtol=1e-4, atol=tol)
 

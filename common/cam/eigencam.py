@@ -5,7 +5,7 @@ Class-agnostic: the activations (positions x channels, centred per channel) are 
 first right singular vector. An SVD's sign is arbitrary, so by default the vector is flipped to load
 positively on the channels on average (equivalently, the map correlates positively with the summed
 activations): high values where features are strong. ``sign="svd"`` keeps LAPACK's sign, as
-pytorch-grad-cam does.
+pytorch-grad-cam does. Eigen-Grad-CAM (:mod:`common.cam.eigengradcam`) projects gradients x activations instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,21 @@ from __future__ import annotations
 import torch
 
 from common.cam.base import BaseCAM
+
+SIGNS = ("activation", "svd")
+
+
+def first_component(t: torch.Tensor, sign: str = "activation") -> torch.Tensor:
+    """(B, C, *s) -> (B, *s): the centred positions x channels matrix projected on its first right singular vector."""
+    if sign not in SIGNS:
+        raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
+    B, C, spatial = t.shape[0], t.shape[1], t.shape[2:]
+    X = torch.nan_to_num(t.double()).reshape(B, C, -1).transpose(1, 2)  # (B, n, C); float64: small, stabler SVD
+    X = X - X.mean(1, keepdim=True)
+    v = torch.linalg.svd(X, full_matrices=False).Vh[:, 0, :]  # (B, C) first right singular vector
+    if sign == "activation":
+        v = v * torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
+    return (X @ v[:, :, None]).reshape(B, *spatial).to(t.dtype)  # (B, *s)
 
 
 class EigenCAM(BaseCAM):
@@ -22,15 +37,9 @@ class EigenCAM(BaseCAM):
     uses_gradients = False
 
     def __init__(self, sign: str = "activation"):
-        if sign not in ("activation", "svd"):
+        if sign not in SIGNS:
             raise ValueError(f"sign must be 'activation' or 'svd', got {sign!r}")
         self.sign = sign
 
     def raw_map(self, acts, grads, ctx):
-        B, C, h, w = acts.shape
-        X = acts.double().reshape(B, C, h * w).transpose(1, 2)  # (B, hw, C); float64: small, stabler SVD
-        X = X - X.mean(1, keepdim=True)
-        v = torch.linalg.svd(X, full_matrices=False).Vh[:, 0, :]  # (B, C) first right singular vector
-        if self.sign == "activation":
-            v = v * torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
-        return (X @ v[:, :, None]).reshape(B, h, w).to(acts.dtype)  # (B, h, w)
+        return first_component(acts, self.sign)  # (B, *s)

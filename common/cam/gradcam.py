@@ -6,7 +6,7 @@ Channel weights are the spatially averaged gradients of the target score: w_k = 
 
 from __future__ import annotations
 
-from common.cam.base import WeightedCAM
+from common.cam.base import WeightedCAM, spatial_dims
 
 
 class GradCAM(WeightedCAM):
@@ -15,4 +15,4 @@ class GradCAM(WeightedCAM):
     name = "gradcam"
 
     def weights(self, acts, grads, ctx):
-        return grads.mean((2, 3))  # (B, C)
+        return grads.mean(spatial_dims(grads))  # (B, C)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from common.cam.base import WeightedCAM
+from common.cam.base import WeightedCAM, spatial_dims
 
 
 class GradCAMPlusPlus(WeightedCAM):
@@ -22,7 +22,8 @@ class GradCAMPlusPlus(WeightedCAM):
     def weights(self, acts, grads, ctx):
         g2 = grads.pow(2)
         g3 = g2 * grads
-        sum_acts = acts.sum((2, 3), keepdim=True)  # (B, C, 1, 1)
+        dims = spatial_dims(acts)
+        sum_acts = acts.sum(dims, keepdim=True)  # (B, C, 1, 1[, 1])
         alpha = g2 / (2 * g2 + sum_acts * g3 + self.eps)
         alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
-        return (alpha * grads.clamp_min(0)).sum((2, 3))  # (B, C)
+        return (alpha * grads.clamp_min(0)).sum(dims)  # (B, C)

@@ -11,6 +11,8 @@ Two context managers, both restoring everything on exit (exceptions included, ne
   one ``torch.autograd.grad`` call (:meth:`LayerCapture.gradients`) returns the gradients of a score with
   respect to all hooked layers -- one forward, one backward, nothing accumulated in ``.grad``, no tensor
   hooks or retained graphs left behind. The hooks are removed on exit.
+* :func:`replaced_output` -- one layer's output replaced by a function of it for the duration (Ablation-CAM's
+  ablated copies), the hook removed on exit.
 
 The pattern follows pytorch-grad-cam's ``ActivationsAndGradients`` (https://github.com/jacobgil/pytorch-grad-cam),
 made into context managers with removal guaranteed.
@@ -50,14 +52,27 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
+@contextmanager
+def replaced_output(module: nn.Module, fn) -> Iterator[nn.Module]:
+    """Inside, ``module``'s output is ``fn(output)``; the forward hook is removed on exit (exceptions re-raised)."""
+    handle = module.register_forward_hook(lambda m, inputs, output: fn(output))
+    try:
+        yield module
+    finally:
+        handle.remove()
+
+
 class LayerCapture:
     """Forward hooks on several layers at once; activations kept, gradients from one backward pass."""
 
-    def __init__(self, layers: Mapping[Hashable, nn.Module], track_grad: bool = False):
+    def __init__(self, layers: Mapping[Hashable, nn.Module], track_grad: bool = False, clone: bool = False):
         if not layers:
             raise ValueError("LayerCapture needs at least one layer")
         self.layers = dict(layers)
         self.track_grad = track_grad
+        # clone: the model continues from a copy of each output, so an in-place op after the layer (a BatchNorm's
+        # ReLU(inplace=True)) cannot overwrite what was captured; the gradient w.r.t. the copy is the same.
+        self.clone = clone
         self.activations: dict[Hashable, torch.Tensor] = {}
         self._versions: dict[Hashable, int] = {}
         self._handles: list = []
@@ -91,7 +106,7 @@ class LayerCapture:
                 output = output.detach().requires_grad_(True)
             self.activations[name] = output
             self._versions[name] = output._version
-            return output
+            return output.clone() if self.clone else output
 
         return hook
 

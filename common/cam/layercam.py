@@ -16,4 +16,4 @@ class LayerCAM(BaseCAM):
     name = "layercam"
 
     def raw_map(self, acts, grads, ctx):
-        return (grads.clamp_min(0) * acts).sum(1)  # (B, h, w)
+        return (grads.clamp_min(0) * acts).sum(1)  # (B, *s)

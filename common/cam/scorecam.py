@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from common.cam.base import Context, WeightedCAM
+from common.cam.base import Context, WeightedCAM, spatial_dims
+from common.cam.normalize import upsample
 from common.models.fold import cached_folded_copy
 
 
@@ -61,15 +61,16 @@ class ScoreCAM(WeightedCAM):
             return torch.as_tensor(self.channels, device=acts.device).expand(B, -1)
         if self.top_k is None or self.top_k >= C:
             return torch.arange(C, device=acts.device).expand(B, -1)
-        rank = acts.mean((2, 3)) if self.rank_by == "activation" else grads.mean((2, 3))  # (B, C)
+        dims = spatial_dims(acts)
+        rank = acts.mean(dims) if self.rank_by == "activation" else grads.mean(dims)  # (B, C)
         return rank.topk(self.top_k, dim=1).indices
 
     def weights(self, acts, grads, ctx: Context):
-        B, C, h, w = acts.shape
-        H, W = ctx.x.shape[-2:]
+        B, C = acts.shape[:2]
+        size, dims = tuple(ctx.x.shape[2:]), spatial_dims(ctx.x)
         chan = self._select(acts, grads)  # (B, K)
         K = chan.shape[1]
-        flat_acts = acts.reshape(B, C, h * w)
+        flat_acts = acts.reshape(B, C, -1)
         constant = (flat_acts.amax(2) == flat_acts.amin(2)).gather(1, chan).reshape(-1)  # (B*K,)
         scores = torch.empty(B * K, device=acts.device)
         net = ctx.model
@@ -79,16 +80,16 @@ class ScoreCAM(WeightedCAM):
         if constant.any():
             zero_logits = net(self._layout(torch.zeros_like(ctx.x[:1])))  # (1, K_out): shared by all
             rows = torch.arange(B, device=acts.device).repeat_interleave(K)[constant]
-            scores[constant] = ctx.scores(zero_logits.expand(len(rows), -1), rows)
+            scores[constant] = ctx.scores(zero_logits.expand(len(rows), *zero_logits.shape[1:]), rows)
         todo = torch.nonzero(~constant).flatten()
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start:start + self.batch_size]
             rows = idx // K
-            maps = acts[rows, chan[rows, idx % K]][:, None]  # (n, 1, h, w)
-            masks = F.interpolate(maps, size=(H, W), mode="bilinear", align_corners=self.align_corners)
-            lo = masks.amin((2, 3), keepdim=True)
-            hi = masks.amax((2, 3), keepdim=True)
-            masks = (masks - lo) / (hi - lo + 1e-8)  # (n, 1, H, W) in [0, 1]
+            maps = acts[rows, chan[rows, idx % K]][:, None]  # (n, 1, *s)
+            masks = upsample(maps, size, align_corners=self.align_corners)
+            lo = masks.amin(dims, keepdim=True)
+            hi = masks.amax(dims, keepdim=True)
+            masks = (masks - lo) / (hi - lo + 1e-8)  # (n, 1, *S) in [0, 1]
             logits = net(self._layout(ctx.x[rows] * masks))  # (n, K_out)
             scores[idx] = ctx.scores(logits, rows).to(scores.dtype)
         weights = torch.zeros(B, C, device=acts.device, dtype=scores.dtype)
@@ -96,4 +97,6 @@ class ScoreCAM(WeightedCAM):
         return weights  # (B, C), zero outside the scored channels
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        if not self.channels_last:
+            return x
+        return x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)

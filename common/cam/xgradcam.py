@@ -6,7 +6,7 @@ Weights normalise the gradient by the activation mass: w_k = sum_ij A_k^ij g_k^i
 
 from __future__ import annotations
 
-from common.cam.base import WeightedCAM
+from common.cam.base import WeightedCAM, spatial_dims
 
 
 class XGradCAM(WeightedCAM):
@@ -16,5 +16,6 @@ class XGradCAM(WeightedCAM):
     eps = 1e-7  # guards channels whose activations sum to zero
 
     def weights(self, acts, grads, ctx):
-        sum_acts = acts.sum((2, 3), keepdim=True)  # (B, C, 1, 1)
-        return (grads * acts / (sum_acts + self.eps)).sum((2, 3))  # (B, C)
+        dims = spatial_dims(acts)
+        sum_acts = acts.sum(dims, keepdim=True)  # (B, C, 1, 1[, 1])
+        return (grads * acts / (sum_acts + self.eps)).sum(dims)  # (B, C)

@@ -84,3 +84,35 @@ def read_nifti(path: Path, *, normalize: bool = True, slice_index: int | None = 
     data = np.ascontiguousarray(data.T[::-1])
     meta.setdefault("raw_range", (float(data.min()), float(data.max())))
     return (minmax(data) if normalize else data.astype(np.float32)), meta
+
+
+def read_nifti_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A whole 3D NIfTI volume in its stored voxel order (x, y, z), float32, and its 4x4 affine (voxel -> world)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib errors ...
+        raise InputError(f"cannot read the NIfTI file ({describe(exc)})", path=path,
+                         hint="the file is truncated or not NIfTI") from None
+    data = data.reshape(data.shape[:3] + tuple(s for s in data.shape[3:] if s != 1))
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D NIfTI volume, got shape {data.shape}", path=path)
+    return data, np.asarray(img.affine, np.float64)
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write a 3D array (x, y, z) as NIfTI (gzipped for .nii.gz) with ``affine`` (identity if None), atomically."""
+    import gzip
+
+    import nibabel as nib
+
+    from common.io.atomic import atomic_path
+
+    path = Path(path)
+    img = nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4) if affine is None else np.asarray(affine))
+    raw = img.to_bytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(raw) if path.name.lower().endswith(".gz") else raw)
+    return path
