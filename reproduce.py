@@ -80,6 +80,8 @@ DEMOS: dict[str, Demo] = {
                               "mixup-CutMix augmentation vs none across n: SmallCNN on bone, U-Net on the LV"),
     "misc-domain-knowledge": Demo("04_Miscellaneous/domain_knowledge.py", "clinicians' priors (one LV component, "
                                   "convexity, size, compactness, cup in disc, polar transform) vs a plain U-Net"),
+    "misc-shallow": Demo("04_Miscellaneous/shallow_methods.py", "hand-crafted features + SVM / random forest vs a "
+                         "CNN from scratch across n; classic unsupervised segmentation by Dice"),
     "misc-attention": Demo("04_Miscellaneous/attention.py", "squeeze-and-excitation / CBAM in a small CNN (bone) and "
                            "attention gates in a U-Net (LV) across n; attention maps vs CAM by pointing game"),
 }
