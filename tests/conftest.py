@@ -29,3 +29,15 @@ def tiny_checkpoint(tmp_path_factory):
     suggested = f"--weights {out / 'best.pt'} --epochs 6 --lse-r-start 1 --seed 1 --out {out}_restart"
     assert (suggested in (out / "report.md").read_text()) == (result["image"]["auroc"] < 0.85)
     return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP barriers can cost 100x: a module that
+    uses it (``pytestmark = pytest.mark.usefixtures("one_thread")``) runs torch on one thread, then restores it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -43,13 +43,7 @@ def ref_targets(targets, num_outputs):
     return [BinaryTarget(t) if num_outputs == 1 else ClassifierOutputTarget(t) for t in targets]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP barriers can cost 100x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(arch, num_outputs, seed=0):

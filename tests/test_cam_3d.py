@@ -22,12 +22,7 @@ REFERENCE = {"gradcam": pg.GradCAM, "gradcampp": pg.GradCAMPlusPlus, "xgradcam":
              "hirescam": pg.HiResCAM, "gradcam_elementwise": pg.GradCAMElementWise}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Small3D(nn.Module):

@@ -18,12 +18,7 @@ REFERENCE = {"gradcam": pg.GradCAM, "gradcampp": pg.GradCAMPlusPlus, "layercam":
              "xgradcam": pg.XGradCAM, "hirescam": pg.HiResCAM}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

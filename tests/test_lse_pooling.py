@@ -12,12 +12,7 @@ from common.models import block_layers, build_densenet
 pg = pytest.importorskip("pytorch_grad_cam")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(num_outputs=1, pooling="lse", lse_r=1.0, seed=0):
